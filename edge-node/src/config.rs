@@ -1,0 +1,376 @@
+//! Typed configuration: node-wide settings, per-function limits and the routes file.
+//!
+//! The binary turns flags into a [`NodeConfig`]; the library never reads argv or the environment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default address of the public HTTP listener.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default address of the admin listener (`/metrics`, `/healthz`).
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+/// Default wall-clock time a function may run for one request, body streaming included.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default linear-memory limit of one instance (the figure Cloudflare Workers use).
+pub const DEFAULT_MEMORY_BYTES: u64 = 128 << 20;
+/// Default largest request body a function accepts.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 100 << 20;
+/// Default number of instances of one function that may run at once.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 100;
+/// Default size of the process-wide instance pool (all functions together).
+pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+/// Default ceiling on any one function's memory limit; it sizes the pooled memory slots.
+pub const DEFAULT_MAX_FUNCTION_MEMORY_BYTES: u64 = 512 << 20;
+/// Default time in-flight requests get to finish after SIGTERM or Ctrl-C.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Errors reading configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The routes file could not be read.
+    #[error("cannot read routes file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The routes file is not valid TOML of the expected shape.
+    #[error("routes file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with the line.
+        message: String,
+    },
+    /// The routes file parsed but says something impossible.
+    #[error("routes file {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// Result of configuration loading.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything the node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Public listener address; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Admin listener address; port 0 picks a free port.
+    pub admin_listen: SocketAddr,
+    /// PEM certificate chain and private key; both set means HTTPS.
+    pub tls: Option<TlsFiles>,
+    /// Where compiled artifacts are cached; `None` compiles on every start.
+    pub data_dir: Option<PathBuf>,
+    /// The functions and routes to serve.
+    pub functions: Vec<FunctionSpec>,
+    /// The routes, in the order given.
+    pub routes: Vec<RouteSpec>,
+    /// Process-wide pool and engine settings.
+    pub engine: EngineConfig,
+    /// Time in-flight requests get to finish on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+/// A certificate chain and its key, both PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// Settings of the one engine and instance pool shared by every function.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// Instances that may exist at once across all functions (the pool size).
+    pub max_instances: u32,
+    /// Largest memory limit a function may ask for; sizes the pool's memory slots.
+    pub max_function_memory_bytes: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: DEFAULT_MAX_INSTANCES,
+            max_function_memory_bytes: DEFAULT_MAX_FUNCTION_MEMORY_BYTES,
+        }
+    }
+}
+
+/// Limits applied to every request of one function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock time from instantiation until the handler returns and its body is written.
+    pub timeout: Duration,
+    /// Linear memory one instance may grow to.
+    pub memory_bytes: u64,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: u64,
+    /// Instances of this function that may run at once; past it requests get 503.
+    pub max_concurrency: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            timeout: DEFAULT_TIMEOUT,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+        }
+    }
+}
+
+/// A function: a component file and its limits.
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    /// Name used in routes, logs and metrics.
+    pub name: String,
+    /// Path of the component file.
+    pub component: PathBuf,
+    /// Its limits.
+    pub limits: Limits,
+}
+
+/// A route: requests whose host and path match go to `function`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Host to match (case-insensitive, without port); `None` matches any host.
+    pub host: Option<String>,
+    /// Path prefix, matched on segment boundaries (`/api` matches `/api/x`, not `/apix`).
+    pub path: String,
+    /// Name of the function that serves it.
+    pub function: String,
+}
+
+/// Limits as written in a routes file: every field optional, falling back to the defaults.
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    /// Milliseconds; see [`Limits::timeout`].
+    pub timeout_ms: Option<u64>,
+    /// Mebibytes; see [`Limits::memory_bytes`].
+    pub memory_mb: Option<u64>,
+    /// Bytes; see [`Limits::max_body_bytes`].
+    pub max_body_bytes: Option<u64>,
+    /// See [`Limits::max_concurrency`].
+    pub max_concurrency: Option<u32>,
+}
+
+impl LimitOverrides {
+    /// These overrides applied on top of `base`.
+    pub fn apply(&self, base: Limits) -> Limits {
+        Limits {
+            timeout: self.timeout_ms.map_or(base.timeout, Duration::from_millis),
+            memory_bytes: self.memory_mb.map_or(base.memory_bytes, |mb| mb << 20),
+            max_body_bytes: self.max_body_bytes.unwrap_or(base.max_body_bytes),
+            max_concurrency: self.max_concurrency.unwrap_or(base.max_concurrency),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutesFile {
+    #[serde(default)]
+    functions: BTreeMap<String, FunctionEntry>,
+    #[serde(default)]
+    routes: Vec<RouteEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FunctionEntry {
+    component: PathBuf,
+    #[serde(default)]
+    limits: LimitOverrides,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteEntry {
+    host: Option<String>,
+    #[serde(default = "root_path")]
+    path: String,
+    function: String,
+}
+
+fn root_path() -> String {
+    "/".to_owned()
+}
+
+/// Reads a routes file. Component paths are relative to the file's folder; `defaults` are the
+/// limits of functions that do not set their own.
+///
+/// ```toml
+/// [functions.api]
+/// component = "api.wasm"
+/// limits = { timeout_ms = 2000, memory_mb = 64 }
+///
+/// [[routes]]
+/// host = "api.example.com"   # optional: without it the route matches any host
+/// path = "/v1"               # optional: "/" by default
+/// function = "api"
+/// ```
+///
+/// # Errors
+/// The file is unreadable, not TOML of this shape (unknown keys included), or names a function
+/// it does not define, or defines a route twice.
+pub fn load_routes(path: &Path, defaults: Limits) -> Result<(Vec<FunctionSpec>, Vec<RouteSpec>)> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file: RoutesFile = toml::from_str(&text).map_err(|e| Error::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let invalid = |message: String| Error::Invalid {
+        path: path.to_owned(),
+        message,
+    };
+    if file.routes.is_empty() {
+        return Err(invalid(
+            "no routes: add at least one [[routes]] entry with a `function`".into(),
+        ));
+    }
+    let base = path.parent().unwrap_or(Path::new("."));
+    let functions = file
+        .functions
+        .into_iter()
+        .map(|(name, entry)| FunctionSpec {
+            component: base.join(entry.component),
+            limits: entry.limits.apply(defaults),
+            name,
+        })
+        .collect::<Vec<_>>();
+    let mut routes: Vec<RouteSpec> = Vec::with_capacity(file.routes.len());
+    for entry in file.routes {
+        if !functions.iter().any(|f| f.name == entry.function) {
+            return Err(invalid(format!(
+                "route {} names function `{}`, which is not defined; add a [functions.{}] table",
+                describe(entry.host.as_deref(), &entry.path),
+                entry.function,
+                entry.function
+            )));
+        }
+        if !entry.path.starts_with('/') {
+            return Err(invalid(format!(
+                "route path `{}` must start with `/`",
+                entry.path
+            )));
+        }
+        let route = RouteSpec {
+            host: entry.host.map(|h| h.to_ascii_lowercase()),
+            path: entry.path,
+            function: entry.function,
+        };
+        if routes
+            .iter()
+            .any(|r| r.host == route.host && r.path == route.path)
+        {
+            return Err(invalid(format!(
+                "route {} is defined twice; keep one",
+                describe(route.host.as_deref(), &route.path)
+            )));
+        }
+        routes.push(route);
+    }
+    Ok((functions, routes))
+}
+
+/// `host/path`, or `*/path` for a host-less route.
+pub fn describe(host: Option<&str>, path: &str) -> String {
+    format!("{}{}", host.unwrap_or("*"), path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("routes.toml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn parses_functions_routes_and_limit_overrides() {
+        let (dir, path) = write(
+            r#"
+            [functions.api]
+            component = "api.wasm"
+            limits = { timeout_ms = 250, memory_mb = 16 }
+            [functions.web]
+            component = "/abs/web.wasm"
+            [[routes]]
+            host = "API.example.com"
+            path = "/v1"
+            function = "api"
+            [[routes]]
+            function = "web"
+            "#,
+        );
+        let (functions, routes) = load_routes(&path, Limits::default()).unwrap();
+        let api = functions.iter().find(|f| f.name == "api").unwrap();
+        assert_eq!(api.component, dir.path().join("api.wasm"));
+        assert_eq!(api.limits.timeout, Duration::from_millis(250));
+        assert_eq!(api.limits.memory_bytes, 16 << 20);
+        assert_eq!(api.limits.max_concurrency, DEFAULT_MAX_CONCURRENCY);
+        let web = functions.iter().find(|f| f.name == "web").unwrap();
+        assert_eq!(web.component, PathBuf::from("/abs/web.wasm"));
+        assert_eq!(routes[0].host.as_deref(), Some("api.example.com"));
+        assert_eq!(routes[1].path, "/");
+        assert_eq!(routes[1].host, None);
+    }
+
+    #[test]
+    fn a_typo_fails_loudly() {
+        let (_dir, path) = write(
+            "[functions.a]\ncomponent = \"a.wasm\"\ntimeout = 5\n[[routes]]\nfunction = \"a\"\n",
+        );
+        let err = load_routes(&path, Limits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `timeout`"), "{err}");
+    }
+
+    #[test]
+    fn an_undefined_function_is_named() {
+        let (_dir, path) = write("[[routes]]\npath = \"/x\"\nfunction = \"nope\"\n");
+        let err = load_routes(&path, Limits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`nope`, which is not defined"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_and_relative_routes_are_refused() {
+        let (_dir, path) = write(
+            "[functions.a]\ncomponent = \"a.wasm\"\n[[routes]]\nfunction = \"a\"\n[[routes]]\npath = \"/\"\nfunction = \"a\"\n",
+        );
+        let err = load_routes(&path, Limits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("*/ is defined twice"), "{err}");
+        let (_dir, path) = write(
+            "[functions.a]\ncomponent = \"a.wasm\"\n[[routes]]\npath = \"api\"\nfunction = \"a\"\n",
+        );
+        let err = load_routes(&path, Limits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must start with `/`"), "{err}");
+    }
+}

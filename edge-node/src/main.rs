@@ -1,0 +1,206 @@
+//! `edge-node`: parse flags, install logging, hand a typed config to the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use edge_node::config::{
+    self, EngineConfig, FunctionSpec, LimitOverrides, Limits, NodeConfig, RouteSpec, TlsFiles,
+};
+
+/// Edge node: serves WebAssembly wasi:http functions.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve functions from local files, without a control plane.
+    Serve(Box<ServeArgs>),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// A component to serve at `/` on every host.
+    #[arg(
+        long,
+        env = "EDGE_COMPONENT",
+        conflicts_with = "routes",
+        required_unless_present = "routes"
+    )]
+    component: Option<PathBuf>,
+    /// A routes file (TOML) mapping hosts and path prefixes to functions.
+    #[arg(long, env = "EDGE_ROUTES")]
+    routes: Option<PathBuf>,
+    /// Address of the public listener; port 0 picks a free port.
+    #[arg(long, env = "EDGE_LISTEN", default_value = config::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Address of the admin listener (/metrics, /healthz); port 0 picks a free port.
+    #[arg(long, env = "EDGE_ADMIN_LISTEN", default_value = config::DEFAULT_ADMIN_LISTEN)]
+    admin_listen: SocketAddr,
+    /// PEM certificate chain: serve HTTPS (HTTP/2 and HTTP/1.1 by ALPN). Needs --tls-key.
+    #[arg(long, env = "EDGE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "EDGE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Folder for compiled artifacts, so restarts skip compilation. Without it every start compiles.
+    #[arg(long, env = "EDGE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Default time limit of a request, milliseconds (a routes file may set its own per function).
+    #[arg(long, env = "EDGE_TIMEOUT_MS")]
+    timeout_ms: Option<u64>,
+    /// Default memory limit of an instance, MiB.
+    #[arg(long, env = "EDGE_MEMORY_MB")]
+    memory_mb: Option<u64>,
+    /// Default largest request body, bytes.
+    #[arg(long, env = "EDGE_MAX_BODY_BYTES")]
+    max_body_bytes: Option<u64>,
+    /// Default number of instances of one function that may run at once.
+    #[arg(long, env = "EDGE_MAX_CONCURRENCY")]
+    max_concurrency: Option<u32>,
+    /// Instances that may exist at once across all functions (the pool size).
+    #[arg(long, env = "EDGE_MAX_INSTANCES", default_value_t = config::DEFAULT_MAX_INSTANCES)]
+    max_instances: u32,
+    /// The largest memory limit any function may have, MiB; sizes the pool's memory slots.
+    #[arg(long, env = "EDGE_MAX_FUNCTION_MEMORY_MB", default_value_t = config::DEFAULT_MAX_FUNCTION_MEMORY_BYTES >> 20)]
+    max_function_memory_mb: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "EDGE_SHUTDOWN_TIMEOUT_SECS", default_value_t = config::DEFAULT_SHUTDOWN_TIMEOUT.as_secs())]
+    shutdown_timeout_secs: u64,
+    /// Log format: json for machines, pretty for people; auto picks pretty on a terminal.
+    #[arg(long, env = "EDGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
+    /// Log filter, e.g. `info` or `info,edge_node::access=off` to silence the access log.
+    #[arg(long, env = "EDGE_LOG", default_value = "info")]
+    log: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+}
+
+fn main() -> ExitCode {
+    let Command::Serve(args) = Cli::parse().command;
+    install_tracing(args.log_format, &args.log);
+    match serve(*args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = node_config(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let node = edge_node::Node::bind(config).await?;
+        println!("listening on {}", node.url());
+        println!("admin listening on http://{}", node.admin_addr());
+        node.serve(shutdown_signal()).await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
+    let defaults = LimitOverrides {
+        timeout_ms: args.timeout_ms,
+        memory_mb: args.memory_mb,
+        max_body_bytes: args.max_body_bytes,
+        max_concurrency: args.max_concurrency,
+    }
+    .apply(Limits::default());
+    let (functions, routes) = match (&args.component, &args.routes) {
+        (Some(component), _) => {
+            let name = component
+                .file_stem()
+                .map_or("function".into(), |s| s.to_string_lossy().into_owned());
+            let functions = vec![FunctionSpec {
+                name: name.clone(),
+                component: component.clone(),
+                limits: defaults,
+            }];
+            let routes = vec![RouteSpec {
+                host: None,
+                path: "/".into(),
+                function: name,
+            }];
+            (functions, routes)
+        }
+        (None, Some(routes)) => config::load_routes(routes, defaults)?,
+        (None, None) => anyhow::bail!("pass --component FILE or --routes FILE"),
+    };
+    Ok(NodeConfig {
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        tls: args
+            .tls_cert
+            .zip(args.tls_key)
+            .map(|(cert, key)| TlsFiles { cert, key }),
+        data_dir: args.data_dir,
+        functions,
+        routes,
+        engine: EngineConfig {
+            max_instances: args.max_instances,
+            max_function_memory_bytes: args.max_function_memory_mb << 20,
+        },
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
+    })
+}
+
+fn install_tracing(format: LogFormat, filter: &str) {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|e| {
+        eprintln!("warning: ignoring --log {filter:?} ({e}); using `info`");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    let pretty = match format {
+        LogFormat::Auto => std::io::stderr().is_terminal(),
+        LogFormat::Json => false,
+        LogFormat::Pretty => true,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if pretty {
+        builder.compact().init();
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,355 @@
+//! Listeners and the request path in front of the runtime.
+//!
+//! ```text
+//! accept ─▶ (TLS, ALPN h2/http1.1) ─▶ hyper auto (HTTP/1.1 or HTTP/2, h2c by prior knowledge)
+//!        ─▶ request id ─▶ router ─▶ runtime.call ─▶ response + x-request-id
+//!        ─▶ AccessLogBody: when the body ends, one access-log line and the request metrics
+//! ```
+//!
+//! Shutdown: the accept loops stop, open connections get GOAWAY or `Connection: close` and
+//! finish their in-flight requests, up to the shutdown timeout.
+
+mod admin;
+pub mod tls;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+use crate::ResponseBody;
+use crate::error::RequestError;
+use crate::metrics::{Metrics, NO_FUNCTION};
+use crate::router::Router;
+use crate::runtime::{Function, Runtime};
+
+pub(crate) use admin::serve as serve_admin;
+
+/// The routing table: swapped whole, never edited in place.
+pub type RouteTable = Router<Arc<Function>>;
+
+const X_REQUEST_ID: &str = "x-request-id";
+
+/// What every connection shares.
+pub(crate) struct State {
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) routes: ArcSwap<RouteTable>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) tls: bool,
+    no_function: Arc<str>,
+}
+
+impl State {
+    pub(crate) fn new(
+        runtime: Arc<Runtime>,
+        routes: RouteTable,
+        metrics: Arc<Metrics>,
+        tls: bool,
+    ) -> Self {
+        Self {
+            runtime,
+            routes: ArcSwap::from_pointee(routes),
+            metrics,
+            tls,
+            no_function: NO_FUNCTION.into(),
+        }
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` turns true, then lets open connections
+/// finish for up to `grace`.
+pub(crate) async fn serve_public(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, mostly: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stopped(&mut shutdown) => break,
+        };
+        // Responses are written whole or in large frames; Nagle only adds latency.
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            match tls {
+                None => serve_connection(&builder, watcher, stream, remote, state).await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => serve_connection(&builder, watcher, stream, remote, state).await,
+                    Err(e) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
+                },
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(
+        connections = graceful.count(),
+        "shutting down: letting in-flight requests finish"
+    );
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "connections still open after {} s; closing them",
+            grace.as_secs()
+        );
+    }
+}
+
+async fn serve_connection<S>(
+    builder: &auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    stream: S,
+    remote: SocketAddr,
+    state: Arc<State>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(state, req, remote).await) }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(%remote, "connection ended with an error: {e}");
+    }
+}
+
+/// The whole request path of the node.
+async fn handle(
+    state: Arc<State>,
+    request: Request<Incoming>,
+    remote: SocketAddr,
+) -> Response<AccessLogBody> {
+    let started = Instant::now();
+    let request_id = request_id(request.headers());
+    let host = request
+        .uri()
+        .host()
+        .or_else(|| {
+            request
+                .headers()
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or("")
+        .to_owned();
+    let mut log = AccessLog {
+        request_id: request_id.clone(),
+        method: request.method().clone(),
+        path: request.uri().path().to_owned(),
+        version: request.version(),
+        host,
+        remote,
+        function: None,
+        status: 0,
+        instantiate: None,
+        started,
+        bytes: 0,
+        complete: false,
+        state: state.clone(),
+    };
+    let function = state.routes.load().lookup(&log.host, &log.path).cloned();
+    let result = match function {
+        None if log.host.is_empty() => Err(RequestError::BadRequest(
+            "no host: send a Host header or an absolute URI".into(),
+        )),
+        None => Err(RequestError::NoRoute {
+            host: log.host.clone(),
+            path: log.path.clone(),
+        }),
+        Some(function) => {
+            log.function = Some(function.clone());
+            let scheme = if state.tls {
+                Scheme::Https
+            } else {
+                Scheme::Http
+            };
+            let served = state
+                .runtime
+                .call(&function, request, scheme, &request_id)
+                .await;
+            if let Some(duration) = served.as_ref().ok().map(|s| s.instantiate) {
+                log.instantiate = Some(duration);
+            }
+            served.map(|s| s.response)
+        }
+    };
+    let mut response = result.unwrap_or_else(|err| err.into_response(&request_id));
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(X_REQUEST_ID, value);
+    }
+    log.status = response.status().as_u16();
+    response.map(|body| AccessLogBody { body, log })
+}
+
+/// The client's `x-request-id` when it is a sane token, else a new one: 32 hex digits, a
+/// random per-process prefix and a counter, so ids are unique across nodes and restarts.
+fn request_id(headers: &http::HeaderMap) -> Arc<str> {
+    if let Some(given) = headers.get(X_REQUEST_ID).and_then(|v| v.to_str().ok())
+        && (1..=128).contains(&given.len())
+        && given
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        return given.into();
+    }
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        // RandomState is seeded from the OS's random source.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        hasher.finish()
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix:016x}{n:016x}").into()
+}
+
+/// What the access log says about one request, filled in as it becomes known.
+struct AccessLog {
+    request_id: Arc<str>,
+    method: http::Method,
+    host: String,
+    path: String,
+    version: http::Version,
+    remote: SocketAddr,
+    function: Option<Arc<Function>>,
+    status: u16,
+    instantiate: Option<Duration>,
+    started: Instant,
+    bytes: u64,
+    complete: bool,
+    state: Arc<State>,
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        let elapsed = self.started.elapsed();
+        let function = match &self.function {
+            Some(function) => {
+                function.metrics().duration.observe(elapsed.as_secs_f64());
+                function.name()
+            }
+            None => &self.state.no_function,
+        };
+        self.state.metrics.request(function, self.status);
+        tracing::info!(
+            target: "edge_node::access",
+            request_id = %self.request_id,
+            method = %self.method,
+            host = %self.host,
+            path = %self.path,
+            version = ?self.version,
+            status = self.status,
+            function = %function,
+            duration_us = elapsed.as_micros() as u64,
+            instantiate_us = self.instantiate.map(|d| d.as_micros() as u64),
+            bytes = self.bytes,
+            complete = self.complete,
+            remote = %self.remote,
+        );
+    }
+}
+
+/// The response body, counting bytes; its access log line is written when it is dropped, that
+/// is when the body is finished or the client went away.
+pub(crate) struct AccessLogBody {
+    body: ResponseBody,
+    log: AccessLog,
+}
+
+impl Body for AccessLogBody {
+    type Data = Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.log.bytes += data.len() as u64;
+                }
+                // hyper stops polling once the body says it has ended.
+                this.log.complete = this.body.is_end_stream();
+            }
+            Poll::Ready(None) => this.log.complete = true,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Binds `addr`, with an error that says what to do when it is taken.
+pub(crate) async fn bind(
+    addr: SocketAddr,
+    flag: &'static str,
+) -> Result<TcpListener, crate::StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| crate::StartError::Bind { addr, flag, source })
+}
+
+/// Completes once `shutdown` turns true (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}

@@ -1,0 +1,117 @@
+//! A function with one behaviour per path, for the end-to-end tests: echo, counters, traps,
+//! endless loops, memory hogs, guest logging, sleeps and a look at its own sandbox. It uses Rust
+//! std freely, so it also imports the `wasi:cli` and `wasi:filesystem` interfaces that real
+//! toolchains pull in beyond the `wasi:http/proxy` world.
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use wasip2::http::types::{
+    Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
+
+/// Survives between calls only if the host reuses an instance, which it must never do.
+static CALLS: AtomicU32 = AtomicU32::new(0);
+
+struct Probe;
+
+impl wasip2::exports::http::incoming_handler::Guest for Probe {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let path_with_query = request.path_with_query().unwrap_or_default();
+        let (path, query) = path_with_query
+            .split_once('?')
+            .unwrap_or((path_with_query.as_str(), ""));
+        match path {
+            "/echo" => echo(request, response_out),
+            "/count" => {
+                let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+                respond(response_out, 200, format!("{n}"));
+            }
+            "/trap" => core::arch::wasm32::unreachable(),
+            "/panic" => panic!("the probe was asked to panic"),
+            "/loop" => loop {
+                std::hint::black_box(CALLS.load(Ordering::Relaxed));
+            },
+            "/hog" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![7u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "/log" => {
+                println!("to stdout from the guest");
+                eprintln!("to stderr from the guest");
+                respond(response_out, 200, "logged".into());
+            }
+            "/sleep" => {
+                let ms: u64 = query
+                    .strip_prefix("ms=")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(100);
+                wasip2::clocks::monotonic_clock::subscribe_duration(ms * 1_000_000).block();
+                respond(response_out, 200, format!("slept {ms}ms"));
+            }
+            "/sandbox" => {
+                let env = std::env::vars().count();
+                let preopens = wasip2::filesystem::preopens::get_directories().len();
+                let fs = std::fs::read("/etc/hostname").is_ok();
+                respond(
+                    response_out,
+                    200,
+                    format!("env={env} preopens={preopens} fs={fs}"),
+                );
+            }
+            "/info" => {
+                let mut text = format!(
+                    "method={:?}\npath={}\nauthority={}\n",
+                    request.method(),
+                    path_with_query,
+                    request.authority().unwrap_or_default(),
+                );
+                for (name, value) in request.headers().entries() {
+                    text.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(&value)));
+                }
+                respond(response_out, 200, text);
+            }
+            _ => respond(response_out, 200, format!("probe at {path}")),
+        }
+    }
+}
+
+fn respond(out: ResponseOutparam, status: u16, text: String) {
+    let resp = OutgoingResponse::new(Fields::new());
+    resp.set_status_code(status).unwrap();
+    let body = resp.body().unwrap();
+    ResponseOutparam::set(out, Ok(resp));
+    let mut stream = body.write().unwrap();
+    stream.write_all(text.as_bytes()).unwrap();
+    stream.flush().unwrap();
+    drop(stream);
+    OutgoingBody::finish(body, None).unwrap();
+}
+
+/// Streams the request body back as it arrives, in bounded chunks, so a body larger than the
+/// guest's memory still passes through.
+fn echo(request: IncomingRequest, out: ResponseOutparam) {
+    let incoming = request.consume().unwrap();
+    let mut input = incoming.stream().unwrap();
+    let resp = OutgoingResponse::new(Fields::new());
+    let body = resp.body().unwrap();
+    ResponseOutparam::set(out, Ok(resp));
+    let mut output = body.write().unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match std::io::Read::read(&mut input, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => output.write_all(&buf[..n]).unwrap(),
+            Err(e) => panic!("reading the request body failed: {e}"),
+        }
+    }
+    output.flush().unwrap();
+    drop(output);
+    drop(input);
+    IncomingBody::finish(incoming);
+    OutgoingBody::finish(body, None).unwrap();
+}
+
+wasip2::http::proxy::export!(Probe);
