@@ -26,6 +26,7 @@ enum Command {
 }
 
 #[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("functions").required(true).args(["component", "routes"]))]
 struct ServeArgs {
     /// A component to serve at `/` on every host.
     #[arg(

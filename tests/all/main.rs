@@ -1,1 +1,27 @@
+//! End-to-end tests: real `edge-node` processes on 127.0.0.1, real HTTP clients.
 
+mod artifacts;
+mod limits;
+mod loading;
+mod observability;
+mod routing;
+mod serve;
+mod shutdown;
+
+use std::time::Duration;
+
+/// A plain HTTP/1.1 client with a timeout, so a hung node fails the test instead of hanging it.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .http1_only()
+        .build()
+        .unwrap()
+}
+
+/// GETs `url`, returning status and body text.
+async fn get(url: &str) -> (u16, String) {
+    let response = client().get(url).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}

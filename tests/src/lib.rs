@@ -1,1 +1,311 @@
+//! Test harness: builds the guest components, starts real `edge-node` processes on
+//! `127.0.0.1:0`, reads their bound addresses from stdout and collects their logs. A process is
+//! killed, by its own PID, when its handle drops.
+#![warn(missing_docs)]
 
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a node gets to start (compiling components in a debug build included).
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The folder of the built guest components, building them on first use. Guests are their
+/// own workspace with their own target dir, so this never waits on the outer cargo's lock.
+pub fn guests() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/Cargo.toml");
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .arg(&manifest)
+            .env_remove("CARGO_TARGET_DIR")
+            .status()
+            .expect("running cargo to build the test guests");
+        assert!(
+            status.success(),
+            "building the test guests failed; is the target installed? `rustup target add wasm32-wasip2`"
+        );
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/target/wasm32-wasip2/release")
+    })
+}
+
+/// Path of the built guest `name` (`hello`, `probe`, `no-export`, ...).
+pub fn guest(name: &str) -> PathBuf {
+    let file = if name == "no-export" {
+        "no-export.wasm".to_owned()
+    } else {
+        format!("{}.wasm", name.replace('-', "_"))
+    };
+    let path = guests().join(file);
+    assert!(
+        path.exists(),
+        "guest {name} not built at {}",
+        path.display()
+    );
+    path
+}
+
+/// The `edge-node` binary that `cargo test` built next to this test executable.
+pub fn edge_node_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("EDGE_NODE_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // target/<profile>/deps/all-<hash> -> target/<profile>/edge-node
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("edge-node"))
+        .expect("the target dir");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, or `cargo build -p edge-node` first",
+        path.display()
+    );
+    path
+}
+
+/// Options for one `edge-node serve` process.
+#[derive(Debug, Default, Clone)]
+pub struct NodeBuilder {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl NodeBuilder {
+    /// Serve one component at `/`.
+    pub fn component(mut self, path: &Path) -> Self {
+        self.args.push("--component".into());
+        self.args.push(path.display().to_string());
+        self
+    }
+
+    /// Serve a routes file.
+    pub fn routes(mut self, path: &Path) -> Self {
+        self.args.push("--routes".into());
+        self.args.push(path.display().to_string());
+        self
+    }
+
+    /// Any further flag(s).
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// An environment variable for the node process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(edge_node_bin());
+        cmd.arg("serve")
+            .args(["--log-format", "json"])
+            .args(&self.args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // Free ports, and a small pool so each test node reserves little address space,
+        // unless the test says otherwise.
+        for (flag, value) in [
+            ("--listen", "127.0.0.1:0"),
+            ("--admin-listen", "127.0.0.1:0"),
+            ("--max-instances", "64"),
+        ] {
+            if !self.args.iter().any(|a| a == flag) {
+                cmd.args([flag, value]);
+            }
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Starts the node and waits until it listens.
+    ///
+    /// # Panics
+    /// When it exits or does not listen within a minute; the message has its stderr.
+    pub fn start(self) -> NodeProcess {
+        let mut child = self.command().spawn().expect("spawning edge-node");
+        let logs = Arc::new(Mutex::new(String::new()));
+        drain(child.stderr.take().unwrap(), logs.clone());
+        let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut url = None;
+        let mut admin = None;
+        while url.is_none() || admin.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines_rx.recv_timeout(left.min(Duration::from_millis(200))) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("admin listening on ") {
+                        admin = Some(rest.to_owned());
+                    } else if let Some(rest) = line.strip_prefix("listening on ") {
+                        url = Some(rest.to_owned());
+                    }
+                }
+                Err(_) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        std::thread::sleep(Duration::from_millis(100));
+                        panic!(
+                            "edge-node exited with {status} before listening:\n{}",
+                            logs.lock().unwrap()
+                        );
+                    }
+                    if left.is_zero() {
+                        let _ = child.kill();
+                        panic!(
+                            "edge-node did not listen within {START_TIMEOUT:?}:\n{}",
+                            logs.lock().unwrap()
+                        );
+                    }
+                }
+            }
+        }
+        NodeProcess {
+            child,
+            url: url.unwrap(),
+            admin: admin.unwrap(),
+            logs,
+        }
+    }
+
+    /// Runs the node expecting it to refuse to start; returns its exit status and stderr.
+    ///
+    /// # Panics
+    /// When it starts listening instead, or does not exit within a minute.
+    pub fn start_failure(self) -> (ExitStatus, String) {
+        let mut child = self.command().spawn().expect("spawning edge-node");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = drain(child.stderr.take().unwrap(), logs.clone());
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let _ = stderr.join();
+                let text = logs.lock().unwrap().clone();
+                return (status, text);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("edge-node did not exit:\n{}", logs.lock().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn drain(
+    stream: impl std::io::Read + Send + 'static,
+    into: Arc<Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let mut logs = into.lock().unwrap();
+            logs.push_str(&line);
+            logs.push('\n');
+        }
+    })
+}
+
+/// A running `edge-node`; killed when dropped.
+#[derive(Debug)]
+pub struct NodeProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT` or `https://...`.
+    pub url: String,
+    /// `http://127.0.0.1:PORT` of the admin listener.
+    pub admin: String,
+    logs: Arc<Mutex<String>>,
+}
+
+impl NodeProcess {
+    /// `host:port` of the public listener.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.url
+            .rsplit("//")
+            .next()
+            .unwrap()
+            .parse()
+            .expect("a socket address")
+    }
+
+    /// Everything the node has logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Waits up to `timeout` for a log line containing every one of `needles`; returns it.
+    pub fn wait_for_log(&self, needles: &[&str], timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self
+                .logs()
+                .lines()
+                .find(|line| needles.iter().all(|n| line.contains(n)))
+            {
+                return Some(line.to_owned());
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The node's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A temporary folder for one test.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a temp dir")
+}
+
+/// Writes a routes file into `dir` and returns its path.
+pub fn write_routes(dir: &Path, toml: &str) -> PathBuf {
+    let path = dir.join("routes.toml");
+    std::fs::write(&path, toml).expect("writing routes.toml");
+    path
+}

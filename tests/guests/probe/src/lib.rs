@@ -22,6 +22,15 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
             .unwrap_or((path_with_query.as_str(), ""));
         match path {
             "/echo" => echo(request, response_out),
+            "/len" => {
+                // Reads the whole body before answering, so a failed read fails the request.
+                let incoming = request.consume().unwrap();
+                let mut input = incoming.stream().unwrap();
+                let mut body = Vec::new();
+                std::io::Read::read_to_end(&mut input, &mut body)
+                    .expect("reading the request body");
+                respond(response_out, 200, format!("{}", body.len()));
+            }
             "/count" => {
                 let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
                 respond(response_out, 200, format!("{n}"));
