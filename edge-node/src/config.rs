@@ -97,6 +97,21 @@ pub struct EngineConfig {
     pub max_instances: u32,
     /// Largest memory limit a function may ask for; sizes the pool's memory slots.
     pub max_function_memory_bytes: u64,
+    /// Pooling allocator (the default) or on-demand allocation. Pooling reserves address
+    /// space for every slot up front (about 8 GiB per instance slot, untouched until used)
+    /// and makes instantiation several times faster; on-demand suits hosts that cap virtual
+    /// memory (`ulimit -v`).
+    pub allocator: Allocator,
+}
+
+/// How instance memories, tables and stacks are allocated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Allocator {
+    /// Pre-reserved slots reused across requests, copy-on-write memory images.
+    #[default]
+    Pooling,
+    /// `mmap` per instance.
+    OnDemand,
 }
 
 impl Default for EngineConfig {
@@ -104,6 +119,7 @@ impl Default for EngineConfig {
         Self {
             max_instances: DEFAULT_MAX_INSTANCES,
             max_function_memory_bytes: DEFAULT_MAX_FUNCTION_MEMORY_BYTES,
+            allocator: Allocator::Pooling,
         }
     }
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use edge_node::config::{
-    self, EngineConfig, FunctionSpec, LimitOverrides, Limits, NodeConfig, RouteSpec, TlsFiles,
+    self, Allocator, EngineConfig, FunctionSpec, LimitOverrides, Limits, NodeConfig, RouteSpec,
+    TlsFiles,
 };
 
 /// Edge node: serves WebAssembly wasi:http functions.
@@ -72,6 +73,10 @@ struct ServeArgs {
     /// The largest memory limit any function may have, MiB; sizes the pool's memory slots.
     #[arg(long, env = "EDGE_MAX_FUNCTION_MEMORY_MB", default_value_t = config::DEFAULT_MAX_FUNCTION_MEMORY_BYTES >> 20)]
     max_function_memory_mb: u64,
+    /// Instance allocator: pooling (fast; reserves address space up front) or on-demand (for
+    /// hosts that cap virtual memory).
+    #[arg(long, env = "EDGE_ALLOCATOR", value_enum, default_value_t = AllocatorFlag::Pooling)]
+    allocator: AllocatorFlag,
     /// Seconds in-flight requests get to finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "EDGE_SHUTDOWN_TIMEOUT_SECS", default_value_t = config::DEFAULT_SHUTDOWN_TIMEOUT.as_secs())]
     shutdown_timeout_secs: u64,
@@ -81,6 +86,12 @@ struct ServeArgs {
     /// Log filter, e.g. `info` or `info,edge_node::access=off` to silence the access log.
     #[arg(long, env = "EDGE_LOG", default_value = "info")]
     log: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AllocatorFlag {
+    Pooling,
+    OnDemand,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -159,6 +170,10 @@ fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
         engine: EngineConfig {
             max_instances: args.max_instances,
             max_function_memory_bytes: args.max_function_memory_mb << 20,
+            allocator: match args.allocator {
+                AllocatorFlag::Pooling => Allocator::Pooling,
+                AllocatorFlag::OnDemand => Allocator::OnDemand,
+            },
         },
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
     })

@@ -32,7 +32,7 @@ use self::artifacts::ArtifactCache;
 pub use self::artifacts::Provenance;
 use self::host::{Host, RequestLabel};
 use crate::ResponseBody;
-use crate::config::{EngineConfig, Limits};
+use crate::config::{Allocator, EngineConfig, Limits};
 use crate::error::RequestError;
 use crate::metrics::{FunctionMetrics, Metrics};
 
@@ -383,24 +383,13 @@ impl Runtime {
             metrics: function.metrics.clone(),
         };
 
-        let deadline = Instant::now() + limits.timeout;
         let body_too_large = Arc::new(AtomicBool::new(false));
         let label = RequestLabel {
             function: function.name.clone(),
             request_id: request_id.clone(),
         };
-        let mut store = Store::new(
-            &self.engine,
-            Host::new(
-                &label,
-                limits.memory_bytes,
-                deadline,
-                body_too_large.clone(),
-            ),
-        );
-        store.limiter(|host| &mut host.limits);
-        store.epoch_deadline_callback(Host::on_epoch);
-        store.set_epoch_deadline(1);
+        let deadline = Instant::now() + limits.timeout;
+        let mut store = self.new_store(function, &label, deadline, body_too_large.clone());
 
         let request =
             request.map(|body| LimitedBody::new(body, limits.max_body_bytes, body_too_large));
@@ -473,6 +462,47 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// A store for one request of `function`: its limits, its deadline, its sandbox.
+    fn new_store(
+        &self,
+        function: &Function,
+        label: &RequestLabel,
+        deadline: Instant,
+        body_too_large: Arc<AtomicBool>,
+    ) -> Store<Host> {
+        let host = Host::new(
+            label,
+            function.limits.memory_bytes,
+            deadline,
+            body_too_large,
+        );
+        let mut store = Store::new(&self.engine, host);
+        store.limiter(|host| &mut host.limits);
+        store.epoch_deadline_callback(Host::on_epoch);
+        store.set_epoch_deadline(1);
+        store
+    }
+
+    /// Creates the store and the fresh instance a request of `function` would get, then drops
+    /// both. For benchmarks of the instantiation path alone.
+    ///
+    /// # Errors
+    /// As instantiation in [`Runtime::call`]: a full pool, or a guest whose start-up fails.
+    pub async fn instantiate_once(&self, function: &Function) -> Result<(), RequestError> {
+        let label = RequestLabel {
+            function: function.name.clone(),
+            request_id: "bench".into(),
+        };
+        let deadline = Instant::now() + function.limits.timeout;
+        let mut store = self.new_store(function, &label, deadline, Arc::default());
+        match function.pre.instantiate_async(&mut store).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(instantiation_failure(function, &store, e)),
+        }
+    }
+}
+
 fn engine_config(config: &EngineConfig) -> Config {
     let instances = config.max_instances.max(1);
     let mut pool = PoolingAllocationConfig::default();
@@ -493,7 +523,10 @@ fn engine_config(config: &EngineConfig) -> Config {
     cfg.wasm_component_model(true)
         .epoch_interruption(true)
         .memory_init_cow(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        .allocation_strategy(match config.allocator {
+            Allocator::Pooling => InstanceAllocationStrategy::Pooling(pool),
+            Allocator::OnDemand => InstanceAllocationStrategy::OnDemand,
+        });
     cfg
 }
 

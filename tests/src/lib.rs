@@ -12,40 +12,70 @@ use std::time::{Duration, Instant};
 /// How long a node gets to start (compiling components in a debug build included).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The folder of the built guest components, building them on first use. Guests are their
-/// own workspace with their own target dir, so this never waits on the outer cargo's lock.
-pub fn guests() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/Cargo.toml");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
-            .arg(&manifest)
-            .env_remove("CARGO_TARGET_DIR")
-            .status()
-            .expect("running cargo to build the test guests");
-        assert!(
-            status.success(),
-            "building the test guests failed; is the target installed? `rustup target add wasm32-wasip2`"
-        );
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("guests/target/wasm32-wasip2/release")
+/// The folders of the built guest components (the examples and the test guests), building
+/// them on first use, and installing the wasm32-wasip2 target first if it is missing. Each is
+/// its own workspace with its own target dir, so this never waits on the outer cargo's lock.
+pub fn guests() -> &'static [PathBuf; 2] {
+    static DIRS: OnceLock<[PathBuf; 2]> = OnceLock::new();
+    DIRS.get_or_init(|| {
+        install_wasm_target();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        ["examples", "tests/guests"].map(|workspace| {
+            let dir = root.join(workspace);
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--manifest-path",
+                ])
+                .arg(dir.join("Cargo.toml"))
+                .env_remove("CARGO_TARGET_DIR")
+                .status()
+                .expect("running cargo to build the guests");
+            assert!(
+                status.success(),
+                "building the guests in {workspace} failed"
+            );
+            dir.join("target/wasm32-wasip2/release")
+        })
     })
 }
 
-/// Path of the built guest `name` (`hello`, `probe`, `no-export`, ...).
+fn install_wasm_target() {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l == "wasm32-wasip2")
+        })
+        .unwrap_or(false);
+    if !installed {
+        eprintln!("installing the wasm32-wasip2 target with rustup");
+        let status = Command::new("rustup")
+            .args(["target", "add", "wasm32-wasip2"])
+            .status()
+            .expect("running rustup");
+        assert!(status.success(), "`rustup target add wasm32-wasip2` failed");
+    }
+}
+
+/// Path of the built guest `name`: an example (`hello`) or a test guest (`probe`,
+/// `no-export`, ...).
 pub fn guest(name: &str) -> PathBuf {
     let file = if name == "no-export" {
         "no-export.wasm".to_owned()
     } else {
         format!("{}.wasm", name.replace('-', "_"))
     };
-    let path = guests().join(file);
-    assert!(
-        path.exists(),
-        "guest {name} not built at {}",
-        path.display()
-    );
-    path
+    guests()
+        .iter()
+        .map(|dir| dir.join(&file))
+        .find(|path| path.exists())
+        .unwrap_or_else(|| panic!("guest {name} is not built in {:?}", guests()))
 }
 
 /// The `edge-node` binary that `cargo test` built next to this test executable.
