@@ -103,7 +103,8 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let Command::Serve(args) = Cli::parse().command;
-    install_tracing(args.log_format, &args.log);
+    // Held until the end of main: dropping it flushes the log lines still queued.
+    let _log_guard = install_tracing(args.log_format, &args.log);
     match serve(*args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -179,7 +180,10 @@ fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
     })
 }
 
-fn install_tracing(format: LogFormat, filter: &str) {
+/// Logs go to stderr through a worker thread that batches lines into few writes, so that a
+/// request never waits on a write to the log. Nothing is dropped: when the queue is full,
+/// logging waits for it.
+fn install_tracing(format: LogFormat, filter: &str) -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|e| {
         eprintln!("warning: ignoring --log {filter:?} ({e}); using `info`");
@@ -190,9 +194,15 @@ fn install_tracing(format: LogFormat, filter: &str) {
         LogFormat::Json => false,
         LogFormat::Pretty => true,
     };
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::BufWriter::with_capacity(
+            64 << 10,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if pretty {
         builder.compact().init();
     } else {
@@ -202,6 +212,7 @@ fn install_tracing(format: LogFormat, filter: &str) {
             .with_current_span(false)
             .init();
     }
+    guard
 }
 
 /// Completes on SIGTERM or Ctrl-C.

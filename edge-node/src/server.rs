@@ -250,7 +250,10 @@ fn request_id(headers: &http::HeaderMap) -> Arc<str> {
         hasher.finish()
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix:016x}{n:016x}").into()
+    let mut id = [0u8; 32];
+    hex::encode_to_slice(prefix.to_be_bytes(), &mut id[..16]).expect("16 hex digits");
+    hex::encode_to_slice(n.to_be_bytes(), &mut id[16..]).expect("16 hex digits");
+    std::str::from_utf8(&id).expect("hex is ASCII").into()
 }
 
 /// What the access log says about one request, filled in as it becomes known.
@@ -281,21 +284,33 @@ impl Drop for AccessLog {
             None => &self.state.no_function,
         };
         self.state.metrics.request(function, self.status);
+        // Plain `&str` and integer fields: tracing records them without formatting.
         tracing::info!(
             target: "edge_node::access",
-            request_id = %self.request_id,
-            method = %self.method,
-            host = %self.host,
-            path = %self.path,
-            version = ?self.version,
+            request_id = &*self.request_id,
+            method = self.method.as_str(),
+            host = self.host.as_str(),
+            path = self.path.as_str(),
+            version = version_str(self.version),
             status = self.status,
-            function = %function,
+            function = &**function,
             duration_us = elapsed.as_micros() as u64,
             instantiate_us = self.instantiate.map(|d| d.as_micros() as u64),
             bytes = self.bytes,
             complete = self.complete,
             remote = %self.remote,
         );
+    }
+}
+
+fn version_str(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2",
+        http::Version::HTTP_3 => "HTTP/3",
+        _ => "HTTP/?",
     }
 }
 
