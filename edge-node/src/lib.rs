@@ -15,6 +15,7 @@
 
 pub mod config;
 pub mod error;
+pub mod logging;
 pub mod metrics;
 pub mod router;
 pub mod runtime;

@@ -180,10 +180,9 @@ fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
     })
 }
 
-/// Logs go to stderr through a worker thread that batches lines into few writes, so that a
-/// request never waits on a write to the log. Nothing is dropped: when the queue is full,
-/// logging waits for it.
-fn install_tracing(format: LogFormat, filter: &str) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to stderr in batches (see `edge_node::logging`), so a request never waits on a
+/// write to the log.
+fn install_tracing(format: LogFormat, filter: &str) -> edge_node::logging::LogGuard {
     use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|e| {
         eprintln!("warning: ignoring --log {filter:?} ({e}); using `info`");
@@ -194,12 +193,8 @@ fn install_tracing(format: LogFormat, filter: &str) -> tracing_appender::non_blo
         LogFormat::Json => false,
         LogFormat::Pretty => true,
     };
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::with_capacity(
-            64 << 10,
-            std::io::stderr(),
-        ));
+    let (writer, guard) = edge_node::logging::BatchedStderr::new();
+    edge_node::logging::route_access_log(writer.clone(), !pretty);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);

@@ -284,22 +284,24 @@ impl Drop for AccessLog {
             None => &self.state.no_function,
         };
         self.state.metrics.request(function, self.status);
-        // Plain `&str` and integer fields: tracing records them without formatting.
-        tracing::info!(
-            target: "edge_node::access",
-            request_id = &*self.request_id,
-            method = self.method.as_str(),
-            host = self.host.as_str(),
-            path = self.path.as_str(),
-            version = version_str(self.version),
-            status = self.status,
-            function = &**function,
-            duration_us = elapsed.as_micros() as u64,
-            instantiate_us = self.instantiate.map(|d| d.as_micros() as u64),
-            bytes = self.bytes,
-            complete = self.complete,
-            remote = %self.remote,
-        );
+        if !tracing::enabled!(target: "edge_node::access", tracing::Level::INFO) {
+            return;
+        }
+        crate::logging::AccessRecord {
+            request_id: &self.request_id,
+            method: self.method.as_str(),
+            host: &self.host,
+            path: &self.path,
+            version: version_str(self.version),
+            status: self.status,
+            function,
+            duration_us: elapsed.as_micros() as u64,
+            instantiate_us: self.instantiate.map(|d| d.as_micros() as u64),
+            bytes: self.bytes,
+            complete: self.complete,
+            remote: self.remote,
+        }
+        .emit();
     }
 }
 
