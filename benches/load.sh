@@ -454,8 +454,8 @@ from collections import Counter
 # Each sample (one stack) goes to the first phase whose pattern matches any frame of its stack.
 PHASES = [
     ("metrics (prometheus-client, in AccessLog::drop)", r"prometheus_client"),
-    ("tracing: access log line (tracing-subscriber json fmt + write to stderr)",
-     r"tracing_subscriber|tracing_core|^tracing::|serde_json|edge_node::server::AccessLog"),
+    ("logging: access log line and log events (tracing, edge_node::logging, write to stderr)",
+     r"tracing_subscriber|tracing_core|^tracing::|tracing_appender|serde_json|edge_node::server::AccessLog as|edge_node::logging"),
     ("wasmtime: Store drop, pool slot reset (memset of dirty pages, madvise, TLB flush)",
      r"DecommitQueue|reset_with_pagemap|MemoryImageSlot|deallocate_memory|deallocate_table|decommit|reset_all_memory"),
     ("wasmtime: Store drop, rest (resource table, instance teardown, frees)",
