@@ -582,6 +582,7 @@ profile_edge_node() {
     printf '== Profile: edge-node --log %s, RUST_BACKTRACE=%s, under wrk -c%s\n' \
         "$PROFILE_LOG" "$PROFILE_BACKTRACE" "$CONNECTIONS"
     command -v perf >/dev/null || as_root apt-get install -y linux-perf >/dev/null 2>&1 || true
+    wait_quiet
     start_edge_node "$PROFILE_LOG" "$PROFILE_BACKTRACE"
     local pid=$SERVER_PID data=$WORK/perf.data wrk_pid perf_ok=0
     local record=(perf record -F 999 --call-graph dwarf,16384 -o "$data" -p "$pid" -- sleep "$PROFILE_SECONDS")

@@ -103,9 +103,11 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let Command::Serve(args) = Cli::parse().command;
-    // Held until the end of main: dropping it flushes the log lines still queued.
-    let _log_guard = install_tracing(args.log_format, &args.log);
-    match serve(*args) {
+    let log_guard = install_tracing(args.log_format, &args.log);
+    let result = serve(*args);
+    // Flush the batched log lines first, so an error is the last thing printed.
+    drop(log_guard);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
