@@ -11,9 +11,10 @@
 # 127.0.0.1 only. Only the processes this script starts are stopped, by PID, also on exit.
 #
 # Configurations measured (each its own server process):
-#   wasmtime serve -S cli (fresh instance per request: --max-instance-reuse-count 1), RUST_BACKTRACE unset / =1
-#   edge-node, access log on (stderr to /dev/null),       RUST_BACKTRACE unset / =1
-#   edge-node, --log info,edge_node::access=off,          RUST_BACKTRACE unset / =1
+#   wasmtime serve -S cli --max-instance-reuse-count 1 (a fresh instance per request),
+#                                                  RUST_BACKTRACE unset / =1
+#   edge-node, access log on (stderr to /dev/null), RUST_BACKTRACE unset / =1
+#   edge-node, --log info,edge_node::access=off,    RUST_BACKTRACE unset / =1
 #
 # Environment:
 #   DURATION (10s)  CONNECTIONS (32)  WARMUP (2s)  SERVER_CPU (0)  LOAD_CPU (1)
@@ -28,10 +29,13 @@
 #   EDGE_NODE=PATH  use this edge-node binary (not built by the script), e.g. one built from a
 #                   clean checkout while the work tree is being edited
 #   HELLO=PATH      serve this component (default: hello.wasm built from tests/guests or examples)
-#   PROFILE=1       afterwards (PROFILE=only: instead of the measurements), profile edge-node under the same load with perf (falls back to
-#                   valgrind --tool=callgrind where perf cannot sample); PROFILE_SECONDS (5),
-#                   PROFILE_OUT (benches/profile-edge-node.txt), PROFILE_LOG (info: access log
-#                   on), PROFILE_DATA (keep perf.data at this path), PROFILE_BACKTRACE (unset|1; default: as RUST_BACKTRACE is set now)
+#   PROFILE=1       afterwards, profile edge-node under the same load (PROFILE=only: instead of
+#                   the measurements): perf record (call stacks, DWARF unwinding) plus perf stat
+#                   counters per request, summarised by phase of a request; falls back to
+#                   valgrind --tool=callgrind where perf cannot sample.
+#                   PROFILE_SECONDS (5), PROFILE_OUT (benches/profile-edge-node.txt),
+#                   PROFILE_LOG (info: access log on), PROFILE_DATA (keep perf.data there),
+#                   PROFILE_BACKTRACE (unset|1; default: as RUST_BACKTRACE is set now)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
