@@ -105,8 +105,9 @@ impl Drop for LogGuard {
     }
 }
 
-impl Write for BatchedStderr {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+impl BatchedStderr {
+    /// Appends `bytes` to the buffer; the thread that fills it past [`FLUSH_BYTES`] writes it.
+    fn append(&self, bytes: &[u8]) {
         let full = {
             let mut buffer = self.shared.buffer.lock().unwrap_or_else(|e| e.into_inner());
             buffer.extend_from_slice(bytes);
@@ -115,6 +116,12 @@ impl Write for BatchedStderr {
         if full {
             self.shared.flush();
         }
+    }
+}
+
+impl Write for &BatchedStderr {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.append(bytes);
         Ok(bytes.len())
     }
 
@@ -124,10 +131,10 @@ impl Write for BatchedStderr {
 }
 
 impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for BatchedStderr {
-    type Writer = BatchedStderr;
+    type Writer = &'a BatchedStderr;
 
     fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
+        self
     }
 }
 
@@ -185,7 +192,7 @@ impl AccessRecord<'_> {
         } else {
             self.write_pretty(&mut line);
         }
-        let _ = sink.clone().write(&line);
+        sink.append(&line);
     }
 
     fn write_json(&self, out: &mut Vec<u8>) {

@@ -397,7 +397,7 @@ impl Runtime {
 
         let request =
             request.map(|body| LimitedBody::new(body, limits.max_body_bytes, body_too_large));
-        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let (sender, mut receiver) = tokio::sync::oneshot::channel();
         let (incoming, outparam) = {
             let mut http = store.data_mut().http();
             let incoming = http
@@ -442,7 +442,6 @@ impl Runtime {
         // Drive the guest right here rather than in a task of its own: most handlers answer
         // and finish in one go, and then no task is spawned and nothing is woken. A guest that
         // answers and keeps streaming its body moves to its own task at that point.
-        let mut receiver = receiver;
         let (answer, outcome) = tokio::select! {
             biased;
             outcome = &mut guest => (receiver.await, Some(outcome)),
@@ -477,9 +476,7 @@ impl Runtime {
             },
         }
     }
-}
 
-impl Runtime {
     /// A store for one request of `function`: its limits, its deadline, its sandbox.
     fn new_store(
         &self,
