@@ -12,6 +12,12 @@ use edge_node::config::{
     TlsFiles,
 };
 
+/// mimalloc rather than the system allocator: every request allocates and frees a few hundred
+/// small objects (store, instances, resources, HTTP parts), and glibc's malloc and free were
+/// 10% of the node's CPU under load (benches/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Edge node: serves WebAssembly wasi:http functions.
 #[derive(Parser)]
 #[command(version, about)]
