@@ -1,6 +1,6 @@
-//! Test harness: builds the guest components, starts real `edge-node` processes on
-//! `127.0.0.1:0`, reads their bound addresses from stdout and collects their logs. A process is
-//! killed, by its own PID, when its handle drops.
+//! Test harness: builds the guest components, starts real `edge-node` and `edge-control-plane`
+//! processes on `127.0.0.1:0`, reads their bound addresses from stdout and collects their logs.
+//! A process is killed, by its own PID, when its handle drops.
 #![warn(missing_docs)]
 
 use std::io::{BufRead as _, BufReader};
@@ -338,4 +338,286 @@ pub fn write_routes(dir: &Path, toml: &str) -> PathBuf {
     let path = dir.join("routes.toml");
     std::fs::write(&path, toml).expect("writing routes.toml");
     path
+}
+
+/// The `edge-control-plane` binary that `cargo test` built next to this test executable
+/// (`control-plane/tests/cli.rs` makes cargo build it), or `EDGE_CONTROL_PLANE_BIN`.
+pub fn control_plane_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("EDGE_CONTROL_PLANE_BIN") {
+        return path.into();
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    // target/<profile>/deps/all-<hash> -> target/<profile>/edge-control-plane
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("edge-control-plane"))
+        .expect("the target dir");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, or `cargo build -p edge-control-plane` first",
+        path.display()
+    );
+    path
+}
+
+/// Options for one `edge-control-plane serve` process. Without [`Self::data_dir`] it gets a
+/// temp dir of its own, kept as long as the process (and any restart of it) lives.
+#[derive(Debug, Default, Clone)]
+pub struct ControlPlaneBuilder {
+    data_dir: Option<PathBuf>,
+    temp: Option<Arc<tempfile::TempDir>>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl ControlPlaneBuilder {
+    /// Use `dir` as the data dir (to start again on another process's state).
+    pub fn data_dir(mut self, dir: &Path) -> Self {
+        self.data_dir = Some(dir.to_owned());
+        self
+    }
+
+    /// Any further flag(s).
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// An environment variable for the process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    fn command(&mut self) -> Command {
+        if self.data_dir.is_none() {
+            let temp = temp_dir();
+            self.data_dir = Some(temp.path().join("data"));
+            self.temp = Some(Arc::new(temp));
+        }
+        let mut cmd = Command::new(control_plane_bin());
+        cmd.arg("serve")
+            .args(["--log-format", "json"])
+            .arg("--data-dir")
+            .arg(self.data_dir.as_ref().unwrap())
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if !self.args.iter().any(|a| a == "--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("EDGE_CP_") {
+                cmd.env_remove(key);
+            }
+        }
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Starts the control plane and waits until it listens.
+    ///
+    /// # Panics
+    /// When it exits or does not listen within a minute; the message has its stderr.
+    pub fn start(mut self) -> ControlPlaneProcess {
+        let mut child = self.command().spawn().expect("spawning edge-control-plane");
+        let logs = Arc::new(Mutex::new(String::new()));
+        drain(child.stderr.take().unwrap(), logs.clone());
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let all_lines = stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                all_lines.lock().unwrap().push(line.clone());
+                let _ = lines_tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut printed_token = None;
+        let url = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines_rx.recv_timeout(left.min(Duration::from_millis(200))) {
+                Ok(line) => {
+                    if let Some(token) = line.strip_prefix("admin token: ") {
+                        printed_token = Some(token.to_owned());
+                    } else if let Some(url) = line.strip_prefix("listening on ") {
+                        break url.to_owned();
+                    }
+                }
+                Err(_) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        std::thread::sleep(Duration::from_millis(100));
+                        panic!(
+                            "edge-control-plane exited with {status} before listening:\n{}",
+                            logs.lock().unwrap()
+                        );
+                    }
+                    if left.is_zero() {
+                        let _ = child.kill();
+                        panic!(
+                            "edge-control-plane did not listen within {START_TIMEOUT:?}:\n{}",
+                            logs.lock().unwrap()
+                        );
+                    }
+                }
+            }
+        };
+        let data_dir = self.data_dir.clone().unwrap();
+        ControlPlaneProcess {
+            child,
+            url,
+            printed_token,
+            data_dir,
+            stdout,
+            logs,
+            builder: self,
+        }
+    }
+
+    /// Runs the control plane expecting it to refuse to start; returns its exit status,
+    /// stdout and stderr.
+    ///
+    /// # Panics
+    /// When it does not exit within a minute.
+    pub fn start_failure(mut self) -> (ExitStatus, String, String) {
+        let mut child = self.command().spawn().expect("spawning edge-control-plane");
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = drain(child.stderr.take().unwrap(), logs.clone());
+        let out = Arc::new(Mutex::new(String::new()));
+        let stdout = drain(child.stdout.take().unwrap(), out.clone());
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let _ = stderr.join();
+                let _ = stdout.join();
+                let out = out.lock().unwrap().clone();
+                let logs = logs.lock().unwrap().clone();
+                return (status, out, logs);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("edge-control-plane did not exit:\n{}", logs.lock().unwrap());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A running `edge-control-plane`; killed when dropped.
+#[derive(Debug)]
+pub struct ControlPlaneProcess {
+    child: Child,
+    url: String,
+    printed_token: Option<String>,
+    data_dir: PathBuf,
+    stdout: Arc<Mutex<Vec<String>>>,
+    logs: Arc<Mutex<String>>,
+    builder: ControlPlaneBuilder,
+}
+
+impl ControlPlaneProcess {
+    /// `http://127.0.0.1:PORT` or `https://...`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `host:port` it listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.url
+            .rsplit("//")
+            .next()
+            .unwrap()
+            .parse()
+            .expect("a socket address")
+    }
+
+    /// The admin token: the one this start printed, else the one in `<data-dir>/admin-token`.
+    pub fn admin_token(&self) -> String {
+        match &self.printed_token {
+            Some(token) => token.clone(),
+            None => std::fs::read_to_string(self.data_dir.join("admin-token"))
+                .expect("reading the admin-token file")
+                .trim()
+                .to_owned(),
+        }
+    }
+
+    /// The admin token this start printed, if it printed one (only a first start does).
+    pub fn printed_admin_token(&self) -> Option<&str> {
+        self.printed_token.as_deref()
+    }
+
+    /// Its data dir.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Every line it has printed on stdout.
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Everything it has logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Its PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops it (SIGTERM, asserting a clean exit) and starts it again with the same flags on
+    /// the same data dir and the same address, so clients keep their URL.
+    ///
+    /// # Panics
+    /// When it does not exit cleanly within 20 s, or the new process does not start.
+    pub fn restart(mut self) -> ControlPlaneProcess {
+        let status = self
+            .terminate(Duration::from_secs(20))
+            .expect("edge-control-plane did not exit after SIGTERM");
+        assert!(status.success(), "exit status {status}:\n{}", self.logs());
+        let mut builder = self.builder.clone();
+        let mut args = std::mem::take(&mut builder.args).into_iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--listen" => drop(args.next()),
+                a if a.starts_with("--listen=") => {}
+                _ => builder.args.push(arg),
+            }
+        }
+        builder.args.push("--listen".into());
+        builder.args.push(self.addr().to_string());
+        builder.start()
+    }
+}
+
+impl Drop for ControlPlaneProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

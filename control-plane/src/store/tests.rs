@@ -1,0 +1,388 @@
+use std::collections::BTreeMap;
+
+use edge_wire::{Limits, NewVersion, NodeStatus, Route, Scope};
+
+use super::*;
+
+const T0: u64 = 1_700_000_000_000;
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("cp.db")).unwrap();
+    (dir, store)
+}
+
+fn digest(n: u8) -> String {
+    format!("{n:02x}").repeat(32)
+}
+
+fn deploy(store: &Store, name: &str, n: u8, routes: &[&str]) -> edge_wire::Changed {
+    let new = NewVersion {
+        digest: digest(n),
+        env: BTreeMap::from([("N".into(), n.to_string())]),
+        limits: Limits {
+            timeout_ms: Some(u64::from(n) * 100),
+            ..Limits::default()
+        },
+        routes: routes
+            .iter()
+            .map(|spec| Route::parse(spec, name).unwrap())
+            .collect(),
+    };
+    store.new_version(name, &new, T0).unwrap()
+}
+
+fn invalid(result: Result<impl std::fmt::Debug>) -> String {
+    match result {
+        Err(Error::Invalid(message)) => message,
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+fn not_found(result: Result<impl std::fmt::Debug>) -> String {
+    match result {
+        Err(Error::NotFound(message)) => message,
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}
+
+#[test]
+fn every_change_bumps_the_revision_once_and_publishes_its_snapshot() {
+    let (_dir, store) = open();
+    assert_eq!(store.revision(), 0);
+    let mut updates = store.subscribe();
+    let changed = deploy(&store, "hello", 1, &["/"]);
+    assert_eq!((changed.revision, changed.version), (1, Some(1)));
+    assert!(updates.has_changed().unwrap());
+    let published = updates.borrow_and_update().clone();
+    assert_eq!(published.revision(), 1);
+    let active = &published.snapshot.functions["hello"].active;
+    assert_eq!((active.version, active.digest.as_str()), (1, &*digest(1)));
+    assert_eq!(active.env["N"], "1");
+    assert_eq!(active.limits.timeout_ms, Some(100));
+    assert_eq!(
+        published.snapshot.routes,
+        [Route::parse("/", "hello").unwrap()]
+    );
+    let json: edge_wire::Snapshot = serde_json::from_slice(&published.json).unwrap();
+    assert_eq!(json, published.snapshot);
+
+    assert_eq!(deploy(&store, "hello", 2, &[]).revision, 2);
+    assert_eq!(store.set_canary("hello", 1, 10).unwrap().revision, 3);
+    assert_eq!(store.rollback("hello", None).unwrap().revision, 4);
+    let route = Route::parse("example.com/api", "hello").unwrap();
+    assert_eq!(store.put_route(&route).unwrap().revision, 5);
+    assert_eq!(store.delete_route(&route).unwrap().revision, 6);
+    assert_eq!(store.delete_function("hello").unwrap().revision, 7);
+    assert_eq!(store.published().snapshot.revision, 7);
+    assert!(store.published().snapshot.functions.is_empty());
+
+    // Refused changes, tokens and node reports leave the revision alone.
+    assert!(store.rollback("hello", None).is_err());
+    store.add_token(Scope::Read, "r", "edge_r", T0).unwrap();
+    let node = store.register_node("n1", "10.0.0.1", T0).unwrap();
+    let status = NodeStatus {
+        revision: 7,
+        healthy: true,
+        error: None,
+    };
+    store.node_status(node, &status, T0).unwrap();
+    assert_eq!(store.revision(), 7);
+}
+
+#[test]
+fn versions_count_up_and_a_deploy_ends_the_canary() {
+    let (_dir, store) = open();
+    deploy(&store, "api", 1, &[]);
+    deploy(&store, "api", 2, &[]);
+    store.set_canary("api", 1, 25).unwrap();
+    assert_eq!(store.function("api").unwrap().canary, Some((1, 25)));
+    let changed = deploy(&store, "api", 3, &[]);
+    assert_eq!(changed.version, Some(3));
+    let info = store.function("api").unwrap();
+    assert_eq!((info.active, info.canary), (3, None));
+    let numbers: Vec<u32> = info.versions.iter().map(|v| v.version).collect();
+    assert_eq!(numbers, [1, 2, 3]);
+    assert_eq!(info.versions[1].digest, digest(2));
+    assert_eq!(info.versions[1].created_unix_ms, T0);
+    // Versions are per function.
+    assert_eq!(deploy(&store, "other", 9, &[]).version, Some(1));
+    let names: Vec<String> = store
+        .functions()
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(names, ["api", "other"]);
+}
+
+#[test]
+fn rollback_rules() {
+    let (_dir, store) = open();
+    deploy(&store, "f", 1, &[]);
+    let message = invalid(store.rollback("f", None));
+    assert!(message.contains("no earlier version"), "{message}");
+    deploy(&store, "f", 2, &[]);
+    deploy(&store, "f", 3, &[]);
+    store.set_canary("f", 1, 5).unwrap();
+
+    // Unset: the highest version below the active one; the canary ends.
+    let changed = store.rollback("f", None).unwrap();
+    assert_eq!(changed.version, Some(2));
+    let info = store.function("f").unwrap();
+    assert_eq!((info.active, info.canary), (2, None));
+    assert_eq!(store.rollback("f", None).unwrap().version, Some(1));
+    assert!(invalid(store.rollback("f", None)).contains("no earlier version"));
+
+    // Any other existing version, later ones included.
+    assert_eq!(store.rollback("f", Some(3)).unwrap().version, Some(3));
+    assert!(invalid(store.rollback("f", Some(3))).contains("already the active version"));
+    let message = not_found(store.rollback("f", Some(7)));
+    assert!(
+        message.contains("no version 7") && message.contains("1, 2, 3"),
+        "{message}"
+    );
+    assert!(not_found(store.rollback("nope", None)).contains("`nope`"));
+    assert_eq!(store.published().snapshot.functions["f"].active.version, 3);
+}
+
+#[test]
+fn canary_rules() {
+    let (_dir, store) = open();
+    deploy(&store, "f", 1, &[]);
+    deploy(&store, "f", 2, &[]);
+    assert!(invalid(store.set_canary("f", 1, 100)).contains("1 to 99"));
+    assert!(invalid(store.set_canary("f", 2, 10)).contains("active version"));
+    assert!(not_found(store.set_canary("f", 5, 10)).contains("no version 5"));
+    assert!(not_found(store.set_canary("g", 1, 10)).contains("`g`"));
+    assert_eq!(store.revision(), 2);
+
+    let changed = store.set_canary("f", 1, 10).unwrap();
+    assert_eq!(changed.version, Some(1));
+    let deployment = &store.published().snapshot.functions["f"];
+    let canary = deployment.canary.as_ref().unwrap();
+    assert_eq!((canary.version.version, canary.percent), (1, 10));
+    assert_eq!(store.published().snapshot.digests().len(), 2);
+
+    let changed = store.set_canary("f", 0, 0).unwrap();
+    assert_eq!(changed.version, None);
+    assert_eq!(store.function("f").unwrap().canary, None);
+    assert!(store.published().snapshot.functions["f"].canary.is_none());
+}
+
+#[test]
+fn routes_are_normalised_unique_and_moved_between_functions() {
+    let (_dir, store) = open();
+    deploy(&store, "a", 1, &["Example.com/api/", "/"]);
+    let routes = store.routes().unwrap();
+    assert_eq!(
+        routes,
+        [
+            Route::parse("/", "a").unwrap(),
+            Route::parse("example.com/api", "a").unwrap()
+        ]
+    );
+    // Host NULL (any host) is unique too: the same path moves, it is not added twice.
+    deploy(&store, "b", 1, &["/"]);
+    let routes = store.routes().unwrap();
+    assert_eq!(routes.len(), 2);
+    assert_eq!(routes[0].function, "b");
+
+    let route = Route {
+        host: Some("example.com".into()),
+        path: "/api".into(),
+        function: "b".into(),
+    };
+    store.put_route(&route).unwrap();
+    assert!(store.routes().unwrap().iter().all(|r| r.function == "b"));
+
+    let missing = Route::parse("/x", "ghost").unwrap();
+    assert!(not_found(store.put_route(&missing)).contains("`ghost`"));
+    assert!(not_found(store.delete_route(&missing)).contains("no route for */x"));
+    let bad = Route {
+        host: None,
+        path: "api".into(),
+        function: "b".into(),
+    };
+    assert!(invalid(store.put_route(&bad)).contains("must start with /"));
+
+    // A deploy's routes must name the function deployed, or none.
+    let new = NewVersion {
+        digest: digest(1),
+        routes: vec![Route::parse("/z", "a").unwrap()],
+        ..NewVersion::default()
+    };
+    assert!(invalid(store.new_version("b", &new, T0)).contains("names function `a`"));
+
+    // Deleting a function deletes its routes and versions; a new one starts at 1.
+    deploy(&store, "a", 2, &["/a"]);
+    store.delete_function("b").unwrap();
+    assert_eq!(store.routes().unwrap(), [Route::parse("/a", "a").unwrap()]);
+    assert!(not_found(store.function("b")).contains("`b`"));
+    assert_eq!(deploy(&store, "b", 3, &[]).version, Some(1));
+}
+
+#[test]
+fn function_names_and_digests_are_checked() {
+    let (_dir, store) = open();
+    for bad in ["", "-a", "A", "a_b", "a.b", &"a".repeat(64)] {
+        let new = NewVersion {
+            digest: digest(1),
+            ..NewVersion::default()
+        };
+        let message = invalid(store.new_version(bad, &new, T0));
+        assert!(message.contains("a-z, 0-9 and -"), "{message}");
+    }
+    let new = NewVersion {
+        digest: "ABC".into(),
+        ..NewVersion::default()
+    };
+    assert!(invalid(store.new_version("ok", &new, T0)).contains("sha256"));
+    assert_eq!(deploy(&store, &"a".repeat(63), 1, &[]).version, Some(1));
+    assert_eq!(deploy(&store, "0-x", 1, &[]).version, Some(1));
+}
+
+#[test]
+fn tokens_are_stored_as_sha256_only() {
+    let (dir, store) = open();
+    let token = store
+        .add_token(Scope::Admin, "admin", "edge_secret", T0)
+        .unwrap();
+    assert_eq!(token.token.as_deref(), Some("edge_secret"));
+    let read = store
+        .add_token(Scope::Read, "ci", "edge_other", T0)
+        .unwrap();
+    assert_eq!(
+        store.authenticate("edge_secret"),
+        Some(TokenIdentity {
+            id: token.id,
+            scope: Scope::Admin
+        })
+    );
+    assert_eq!(store.authenticate("edge_secre"), None);
+    let listed = store.tokens().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|t| t.token.is_none()));
+    assert_eq!(
+        (listed[1].name.as_str(), listed[1].scope),
+        ("ci", Scope::Read)
+    );
+
+    // The database holds the hash, never the secret.
+    let hash: Vec<u8> = store
+        .lock()
+        .query_row(
+            "SELECT hash FROM tokens WHERE id = ?1",
+            [token.id as i64],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(hash, crate::auth::hash("edge_secret"));
+    drop(store);
+    let raw = std::fs::read(dir.path().join("cp.db")).unwrap();
+    assert!(!raw.windows(11).any(|w| w == b"edge_secret"));
+
+    // The token table is loaded again on open; deleted tokens stop working.
+    let store = Store::open(&dir.path().join("cp.db")).unwrap();
+    assert_eq!(
+        store.authenticate("edge_other").map(|t| t.scope),
+        Some(Scope::Read)
+    );
+    store.delete_token(read.id).unwrap();
+    assert_eq!(store.authenticate("edge_other"), None);
+    assert!(not_found(store.delete_token(read.id)).contains("no token"));
+    assert!(invalid(store.delete_token(token.id)).contains("last admin token"));
+    assert_eq!(store.token_count(), 1);
+}
+
+#[test]
+fn nodes_register_by_name_and_report() {
+    let (_dir, store) = open();
+    let a = store.register_node("a", "10.0.0.1:443", T0).unwrap();
+    let b = store.register_node("b", "", T0).unwrap();
+    assert_ne!(a, b);
+    assert_eq!(store.register_node("a", "10.0.0.9:443", T0 + 5).unwrap(), a);
+    let status = NodeStatus {
+        revision: 4,
+        healthy: false,
+        error: Some("bad component".into()),
+    };
+    store.node_status(a, &status, T0 + 10).unwrap();
+    store.touch_node(b, T0 + 1).unwrap();
+    assert!(not_found(store.touch_node(99, T0)).contains("register again"));
+    assert!(not_found(store.node_status(99, &status, T0)).contains("register again"));
+    assert!(invalid(store.register_node("", "", T0)).contains("needs a name"));
+
+    let window = LIVE_WINDOW.as_millis() as u64;
+    let nodes = store.nodes(T0 + window).unwrap();
+    assert_eq!(nodes.len(), 2);
+    let (na, nb) = (&nodes[0], &nodes[1]);
+    assert_eq!(
+        (na.id, na.address.as_str(), na.revision),
+        (a, "10.0.0.9:443", 4)
+    );
+    assert_eq!(
+        (na.healthy, na.error.as_deref()),
+        (false, Some("bad component"))
+    );
+    assert_eq!(na.last_seen_unix_ms, T0 + 10);
+    assert!(na.live);
+    // b was last heard from exactly one window ago: no longer live.
+    assert_eq!(nb.last_seen_unix_ms, T0 + 1);
+    assert!(store.nodes(T0 + 1 + window - 1).unwrap()[1].live);
+    assert!(!store.nodes(T0 + 1 + window).unwrap()[1].live);
+}
+
+#[test]
+fn state_survives_reopening() {
+    let (dir, store) = open();
+    deploy(&store, "f", 1, &["example.com/"]);
+    deploy(&store, "f", 2, &[]);
+    store.set_canary("f", 1, 30).unwrap();
+    let before = store.published();
+    drop(store);
+    let store = Store::open(&dir.path().join("cp.db")).unwrap();
+    assert_eq!(store.revision(), 3);
+    assert_eq!(store.published().snapshot, before.snapshot);
+    assert_eq!(store.published().json, before.json);
+    assert_eq!(deploy(&store, "f", 3, &[]).revision, 4);
+}
+
+#[test]
+fn a_second_process_cannot_open_a_database_in_use() {
+    let (dir, store) = open();
+    let path = dir.path().join("cp.db");
+    match Store::open(&path) {
+        Err(error @ Error::Locked { .. }) => {
+            assert!(error.to_string().contains("another edge-control-plane"))
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    drop(store);
+    Store::open(&path).unwrap();
+}
+
+#[test]
+fn a_damaged_or_newer_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cp.db");
+    std::fs::write(
+        &path,
+        b"this is not a database, just some text that is long enough",
+    )
+    .unwrap();
+    let error = Store::open(&path).unwrap_err();
+    assert!(matches!(error, Error::Open { .. }), "{error:?}");
+    assert!(
+        error.to_string().contains("restore it from a backup"),
+        "{error}"
+    );
+
+    let path = dir.path().join("new.db");
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", schema::VERSION + 1)
+        .unwrap();
+    let error = Store::open(&path).unwrap_err();
+    assert!(matches!(error, Error::TooNew { .. }), "{error:?}");
+}

@@ -1,0 +1,114 @@
+//! Checks on names, digests and routes before they reach the database.
+
+use edge_wire::Route;
+
+use super::{Error, Result};
+
+/// Longest function name.
+const MAX_NAME: usize = 63;
+/// Longest token or node name.
+const MAX_LABEL: usize = 200;
+
+/// Checks a function name against `[a-z0-9][a-z0-9-]{0,62}`.
+///
+/// # Errors
+/// [`Error::Invalid`] stating the rule.
+pub fn function_name(name: &str) -> Result<()> {
+    let bytes = name.as_bytes();
+    let ok = (1..=MAX_NAME).contains(&bytes.len())
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "function name {name:?} is not allowed: use 1 to {MAX_NAME} characters a-z, 0-9 and -, starting with a letter or digit"
+        )))
+    }
+}
+
+/// Whether `digest` is a sha256 in lowercase hex.
+pub fn is_digest(digest: &str) -> bool {
+    digest.len() == 64
+        && digest
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Checks that `digest` is a sha256 in lowercase hex.
+///
+/// # Errors
+/// [`Error::Invalid`] saying where a digest comes from.
+pub fn digest(digest: &str) -> Result<()> {
+    if is_digest(digest) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "digest {digest:?} is not a sha256 in lowercase hex (64 characters 0-9, a-f); upload the component with PUT /v1/components and use the digest it answers"
+        )))
+    }
+}
+
+/// Checks a route and returns it normalised as [`Route::parse`] would write it (lowercase
+/// host, no trailing slash). With `function` set, the route must name that function or none.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the bad part.
+pub fn route(route: &Route, function: Option<&str>) -> Result<Route> {
+    let name = match function {
+        Some(f) if route.function.is_empty() || route.function == f => f,
+        Some(f) => {
+            return Err(Error::Invalid(format!(
+                "route {route} names function `{}`, but this call deploys `{f}`; leave the route's function empty or set it to `{f}`",
+                route.function
+            )));
+        }
+        None => &route.function,
+    };
+    function_name(name)?;
+    let (host, path) = route_key(route)?;
+    Ok(Route {
+        host,
+        path,
+        function: name.to_owned(),
+    })
+}
+
+/// Checks a route's host and path, which identify it, and returns them normalised.
+///
+/// # Errors
+/// [`Error::Invalid`] naming the bad part.
+pub fn route_key(route: &Route) -> Result<(Option<String>, String)> {
+    if !route.path.starts_with('/') {
+        return Err(Error::Invalid(format!(
+            "route {route}: path {:?} must start with /",
+            route.path
+        )));
+    }
+    let spec = match &route.host {
+        Some(host) if host.is_empty() || host.contains(['/', '*']) => {
+            return Err(Error::Invalid(format!(
+                "route {route}: host {host:?} is not a host name; leave it out to match any host"
+            )));
+        }
+        Some(host) => format!("{host}{}", route.path),
+        None => route.path.clone(),
+    };
+    let parsed = Route::parse(&spec, "").map_err(Error::Invalid)?;
+    Ok((parsed.host, parsed.path))
+}
+
+/// Checks a token's or node's name: at most 200 characters, no control characters.
+///
+/// # Errors
+/// [`Error::Invalid`] naming `what`.
+pub fn label(what: &str, name: &str) -> Result<()> {
+    if name.chars().count() > MAX_LABEL || name.chars().any(char::is_control) {
+        return Err(Error::Invalid(format!(
+            "{what} name {name:?} is not allowed: use at most {MAX_LABEL} characters and no control characters"
+        )));
+    }
+    Ok(())
+}
