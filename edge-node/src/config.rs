@@ -75,6 +75,10 @@ pub struct NodeConfig {
     pub functions: Vec<FunctionSpec>,
     /// The routes, in the order given.
     pub routes: Vec<RouteSpec>,
+    /// Limits of functions that come from the control plane and do not set their own.
+    pub limits: Limits,
+    /// Follow this control plane instead of (or after) `functions` and `routes`.
+    pub control_plane: Option<crate::sync::SyncConfig>,
     /// Process-wide pool and engine settings.
     pub engine: EngineConfig,
     /// Time in-flight requests get to finish on shutdown.

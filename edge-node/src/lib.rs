@@ -11,15 +11,19 @@
 //!
 //! [`Node::bind`] loads and compiles every function (or loads its precompiled artifact) before
 //! it binds a socket, so a bad component stops the node at start, never at the first request.
+//! With a control plane, the functions and routes come from its snapshots instead ([`sync`]):
+//! first the one saved on disk, then every new one as it is published.
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod deployment;
 pub mod error;
 pub mod logging;
 pub mod metrics;
 pub mod router;
 pub mod runtime;
 pub mod server;
+pub mod sync;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -32,6 +36,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::NodeConfig;
+use crate::deployment::Deployment;
 use crate::metrics::Metrics;
 use crate::router::Router;
 use crate::runtime::{Function, Runtime};
@@ -61,8 +66,14 @@ pub enum StartError {
         function: String,
     },
     /// There is nothing to serve.
-    #[error("no routes to serve; pass --component FILE or --routes FILE")]
+    #[error("no routes to serve; pass --component FILE, --routes FILE or --control-plane URL")]
     NoRoutes,
+    /// Following a control plane needs somewhere to keep its snapshots.
+    #[error("--control-plane needs a data dir to keep the last snapshot in; pass --data-dir DIR")]
+    NoDataDir,
+    /// The data dir's snapshot folder cannot be used.
+    #[error("cannot use the data dir: {0}")]
+    Disk(#[from] sync::disk::Error),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}; pass {flag} 127.0.0.1:0 to pick a free port")]
     Bind {
@@ -78,6 +89,7 @@ pub enum StartError {
 /// A node with its functions loaded and its sockets bound, ready to serve.
 pub struct Node {
     state: Arc<State>,
+    sync: Option<sync::Sync>,
     public: TcpListener,
     admin: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -100,7 +112,7 @@ impl Node {
     /// # Errors
     /// Any [`StartError`]: a function that fails to load names its file and the problem.
     pub async fn bind(config: NodeConfig) -> Result<Self, StartError> {
-        if config.routes.is_empty() {
+        if config.routes.is_empty() && config.control_plane.is_none() {
             return Err(StartError::NoRoutes);
         }
         let metrics = Arc::new(Metrics::default());
@@ -122,19 +134,48 @@ impl Node {
                     function: route.function.clone(),
                 }
             })?;
-            entries.push((route.host.clone(), route.path.clone(), function.clone()));
+            let deployment = Arc::new(Deployment::single(function.clone()));
+            entries.push((route.host.clone(), route.path.clone(), deployment));
+        }
+        let mut table = Router::new(entries);
+        let mut following = None;
+        if config.control_plane.is_some() {
+            let data_dir = config.data_dir.as_deref().ok_or(StartError::NoDataDir)?;
+            let mut applier = sync::Applier::new(
+                runtime.clone(),
+                sync::disk::Disk::open(data_dir)?,
+                config.limits,
+            );
+            let (saved_table, revision) = saved_snapshot(&mut applier).await;
+            if let Some(saved) = saved_table {
+                table = saved;
+            }
+            following = Some((applier, revision));
         }
         let tls = config.tls.as_ref().map(server::tls::acceptor).transpose()?;
         let public = server::bind(config.listen, "--listen").await?;
         let admin = server::bind(config.admin_listen, "--admin-listen").await?;
-        let state = Arc::new(State::new(
-            runtime,
-            Router::new(entries),
-            metrics,
-            tls.is_some(),
-        ));
+        let state = Arc::new(State::new(runtime, table, metrics, tls.is_some()));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let address = format!(
+            "{scheme}://{}",
+            public.local_addr().map_err(|source| StartError::Bind {
+                addr: config.listen,
+                flag: "--listen",
+                source
+            })?
+        );
+        let sync = following.zip(config.control_plane.clone()).map(
+            |((applier, revision), mut sync_config)| {
+                if sync_config.node_name.is_empty() {
+                    sync_config.node_name = default_node_name(&address);
+                }
+                sync::Sync::new(sync_config, applier, state.clone(), revision, address)
+            },
+        );
         Ok(Self {
             state,
+            sync,
             public,
             admin,
             tls,
@@ -166,6 +207,9 @@ impl Node {
     /// finish for up to the configured shutdown timeout.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let sync = self
+            .sync
+            .map(|sync| tokio::spawn(sync.run(stopped.clone())));
         let admin = tokio::spawn(server::serve_admin(
             self.admin,
             self.state.metrics.clone(),
@@ -182,5 +226,49 @@ impl Node {
         let _ = stop.send(true);
         let _ = public.await;
         let _ = admin.await;
+        if let Some(sync) = sync {
+            let _ = sync.await;
+        }
+    }
+}
+
+/// The host name and the public port: unique per node, also for several nodes on one host.
+fn default_node_name(address: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "edge-node".to_owned());
+    let port = address.rsplit(':').next().unwrap_or("0");
+    format!("{host}:{port}")
+}
+
+/// The table of the snapshot saved in the data dir, and its revision; an unusable saved
+/// snapshot is logged and skipped (the control plane will send a fresh one).
+async fn saved_snapshot(applier: &mut sync::Applier) -> (Option<server::RouteTable>, u64) {
+    let snapshot = match applier.disk().snapshot() {
+        Ok(Some(snapshot)) => snapshot,
+        Ok(None) => return (None, 0),
+        Err(e) => {
+            tracing::warn!("{e}");
+            return (None, 0);
+        }
+    };
+    match applier.build(&snapshot).await {
+        Ok(table) => {
+            tracing::info!(
+                revision = snapshot.revision,
+                functions = snapshot.functions.len(),
+                "serving the snapshot saved on disk until the control plane answers"
+            );
+            (Some(table), snapshot.revision)
+        }
+        Err(e) => {
+            tracing::warn!(
+                revision = snapshot.revision,
+                "cannot serve the snapshot saved on disk ({e}); waiting for the control plane"
+            );
+            (None, 0)
+        }
     }
 }

@@ -11,6 +11,7 @@ use edge_node::config::{
     self, Allocator, EngineConfig, FunctionSpec, LimitOverrides, Limits, NodeConfig, RouteSpec,
     TlsFiles,
 };
+use edge_node::sync::SyncConfig;
 
 /// mimalloc rather than the system allocator: every request allocates and frees a few hundred
 /// small objects (store, instances, resources, HTTP parts), and glibc's malloc and free were
@@ -28,24 +29,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve functions from local files, without a control plane.
+    /// Serve functions: from local files, or as a control plane deploys them.
     Serve(Box<ServeArgs>),
 }
 
 #[derive(clap::Args)]
-#[command(group = clap::ArgGroup::new("functions").required(true).args(["component", "routes"]))]
+#[command(group = clap::ArgGroup::new("functions").required(true).args(["component", "routes", "control_plane"]))]
 struct ServeArgs {
     /// A component to serve at `/` on every host.
-    #[arg(
-        long,
-        env = "EDGE_COMPONENT",
-        conflicts_with = "routes",
-        required_unless_present = "routes"
-    )]
+    #[arg(long, env = "EDGE_COMPONENT", conflicts_with_all = ["routes", "control_plane"])]
     component: Option<PathBuf>,
     /// A routes file (TOML) mapping hosts and path prefixes to functions.
-    #[arg(long, env = "EDGE_ROUTES")]
+    #[arg(long, env = "EDGE_ROUTES", conflicts_with = "control_plane")]
     routes: Option<PathBuf>,
+    /// Follow this control plane (its base URL): serve what it deploys, keep serving the last
+    /// snapshot (saved in --data-dir) while it is unreachable.
+    #[arg(long, env = "EDGE_CONTROL_PLANE", requires = "token")]
+    control_plane: Option<String>,
+    /// A token of scope `node` for --control-plane.
+    #[arg(long, env = "EDGE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The name this node registers under (default: host name and port).
+    #[arg(long, env = "EDGE_NODE_NAME")]
+    node_name: Option<String>,
     /// Address of the public listener; port 0 picks a free port.
     #[arg(long, env = "EDGE_LISTEN", default_value = config::DEFAULT_LISTEN)]
     listen: SocketAddr,
@@ -58,7 +64,8 @@ struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "EDGE_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Folder for compiled artifacts, so restarts skip compilation. Without it every start compiles.
+    /// Folder for compiled artifacts (and, with --control-plane, the last snapshot and its
+    /// components; default there `./edge-node-data`). Without it every start compiles.
     #[arg(long, env = "EDGE_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// Default time limit of a request, milliseconds (a routes file may set its own per function).
@@ -164,7 +171,19 @@ fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
             (functions, routes)
         }
         (None, Some(routes)) => config::load_routes(routes, defaults)?,
-        (None, None) => anyhow::bail!("pass --component FILE or --routes FILE"),
+        (None, None) if args.control_plane.is_some() => (Vec::new(), Vec::new()),
+        (None, None) => {
+            anyhow::bail!("pass --component FILE, --routes FILE or --control-plane URL")
+        }
+    };
+    let control_plane = args.control_plane.map(|url| SyncConfig {
+        url: url.trim_end_matches('/').to_owned(),
+        token: args.token.unwrap_or_default(),
+        node_name: args.node_name.unwrap_or_default(),
+    });
+    let data_dir = match (&control_plane, args.data_dir) {
+        (Some(_), None) => Some(PathBuf::from("edge-node-data")),
+        (_, data_dir) => data_dir,
     };
     Ok(NodeConfig {
         listen: args.listen,
@@ -173,9 +192,11 @@ fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
             .tls_cert
             .zip(args.tls_key)
             .map(|(cert, key)| TlsFiles { cert, key }),
-        data_dir: args.data_dir,
+        data_dir,
         functions,
         routes,
+        limits: defaults,
+        control_plane,
         engine: EngineConfig {
             max_instances: args.max_instances,
             max_function_memory_bytes: args.max_function_memory_mb << 20,

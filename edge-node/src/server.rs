@@ -34,6 +34,7 @@ use tokio_rustls::TlsAcceptor;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use crate::ResponseBody;
+use crate::deployment::Deployment;
 use crate::error::RequestError;
 use crate::metrics::{Metrics, NO_FUNCTION};
 use crate::router::Router;
@@ -42,7 +43,7 @@ use crate::runtime::{Function, Runtime};
 pub(crate) use admin::serve as serve_admin;
 
 /// The routing table: swapped whole, never edited in place.
-pub type RouteTable = Router<Arc<Function>>;
+pub type RouteTable = Router<Arc<Deployment>>;
 
 const X_REQUEST_ID: &str = "x-request-id";
 
@@ -190,7 +191,11 @@ async fn handle(
         complete: false,
         state: state.clone(),
     };
-    let function = state.routes.load().lookup(&log.host, &log.path).cloned();
+    let function = state
+        .routes
+        .load()
+        .lookup(&log.host, &log.path)
+        .map(|deployment| deployment.pick().clone());
     let result = match function {
         None if log.host.is_empty() => Err(RequestError::BadRequest(
             "no host: send a Host header or an absolute URI".into(),
