@@ -1,0 +1,352 @@
+//! What each subcommand does. Output for people goes to stdout; progress to stderr.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use edge_wire::{
+    Changed, FunctionInfo, Limits, NewToken, NewVersion, NodeInfo, Rollback, Route, Scope,
+    SetCanary, TokenInfo, Uploaded, paths,
+};
+use futures::StreamExt as _;
+
+use crate::api::Api;
+
+/// Upload chunk size: small enough for a smooth progress line.
+const CHUNK: usize = 64 << 10;
+/// How often convergence is checked.
+const POLL: Duration = Duration::from_millis(25);
+
+/// What `edge deploy` was asked to do.
+pub(crate) struct Deploy<'a> {
+    pub(crate) file: &'a Path,
+    pub(crate) name: &'a str,
+    pub(crate) routes: &'a [String],
+    pub(crate) env: &'a [String],
+    pub(crate) limits: Limits,
+    pub(crate) wait: Option<Duration>,
+}
+
+pub(crate) async fn deploy(api: &Api, args: Deploy<'_>) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    // The control plane checks again; checking here saves uploading something it will refuse.
+    edge_wire::check_component(&bytes).with_context(|| format!("{}", args.file.display()))?;
+    let routes = args
+        .routes
+        .iter()
+        .map(|spec| Route::parse(spec, args.name).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let env = args
+        .env
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            _ => bail!("--env {pair:?}: write KEY=VALUE"),
+        })
+        .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+
+    let uploaded = upload(api, bytes).await?;
+    let changed: Changed = api
+        .post(
+            &format!("{}/{}/versions", paths::FUNCTIONS, args.name),
+            &NewVersion {
+                digest: uploaded.digest.clone(),
+                env,
+                limits: args.limits,
+                routes,
+            },
+        )
+        .await?;
+    let deployed = Instant::now();
+    let version = changed.version.unwrap_or_default();
+    println!(
+        "deployed {} v{version} ({}, revision {})",
+        args.name,
+        &uploaded.digest[..12],
+        changed.revision
+    );
+    match args.wait {
+        Some(limit) => converge(api, changed.revision, deployed, limit).await,
+        None => Ok(()),
+    }
+}
+
+/// Streams the component up with a progress line, answering its digest.
+async fn upload(api: &Api, bytes: Vec<u8>) -> anyhow::Result<Uploaded> {
+    let total = bytes.len() as u64;
+    let sent = Arc::new(AtomicU64::new(0));
+    let bytes = bytes::Bytes::from(bytes);
+    let chunks: Vec<bytes::Bytes> = (0..bytes.len())
+        .step_by(CHUNK)
+        .map(|at| bytes.slice(at..(at + CHUNK).min(bytes.len())))
+        .collect();
+    let counter = sent.clone();
+    let stream = futures::stream::iter(chunks).map(move |chunk| {
+        counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let request = api
+        .request(reqwest::Method::PUT, paths::COMPONENTS)
+        .header(reqwest::header::CONTENT_TYPE, "application/wasm")
+        .header(reqwest::header::CONTENT_LENGTH, total)
+        .body(reqwest::Body::wrap_stream(stream));
+    let progress = tokio::spawn(show_progress(sent, total));
+    let result = api.send::<Uploaded>(request).await;
+    progress.abort();
+    let uploaded = result?;
+    eprintln!(
+        "{}uploaded {} ({}{})",
+        if std::io::stderr().is_terminal() {
+            "\r\x1b[2K"
+        } else {
+            ""
+        },
+        size(total),
+        &uploaded.digest[..12],
+        if uploaded.existed {
+            ", already there"
+        } else {
+            ""
+        }
+    );
+    Ok(uploaded)
+}
+
+async fn show_progress(sent: Arc<AtomicU64>, total: u64) {
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    loop {
+        let done = sent.load(Ordering::Relaxed);
+        let percent = done * 100 / total.max(1);
+        eprint!(
+            "\r\x1b[2Kuploading {percent:3}% ({} of {})",
+            size(done),
+            size(total)
+        );
+        let _ = std::io::stderr().flush();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until every live node serves `revision`, then says how long that took.
+async fn converge(api: &Api, revision: u64, since: Instant, limit: Duration) -> anyhow::Result<()> {
+    loop {
+        let nodes: Vec<NodeInfo> = api.get(paths::NODES).await?;
+        let live: Vec<&NodeInfo> = nodes.iter().filter(|n| n.live).collect();
+        if live.is_empty() {
+            println!("no live nodes yet: nodes serve it as they connect");
+            return Ok(());
+        }
+        let behind: Vec<&&NodeInfo> = live.iter().filter(|n| n.revision < revision).collect();
+        if behind.is_empty() {
+            println!(
+                "live on {} of {} nodes after {:.3} s",
+                live.len(),
+                live.len(),
+                since.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if let Some(broken) = behind.iter().find(|n| !n.healthy) {
+            bail!(
+                "node {} cannot apply revision {revision}: {}",
+                broken.name,
+                broken.error.as_deref().unwrap_or("no reason given")
+            );
+        }
+        if since.elapsed() > limit {
+            let names: Vec<String> = behind
+                .iter()
+                .map(|n| format!("{} (at revision {})", n.name, n.revision))
+                .collect();
+            bail!(
+                "after {} s, {} of {} live nodes still do not serve revision {revision}: {}; see `edge nodes`",
+                limit.as_secs(),
+                behind.len(),
+                live.len(),
+                names.join(", ")
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+pub(crate) async fn versions(api: &Api, name: &str) -> anyhow::Result<()> {
+    let function: FunctionInfo = api.get(&format!("{}/{name}", paths::FUNCTIONS)).await?;
+    println!("VERSION  DIGEST        CREATED (UTC)         STATE");
+    for v in function.versions.iter().rev() {
+        let state = if v.version == function.active {
+            "active".to_owned()
+        } else if let Some((canary, percent)) = function.canary.filter(|c| c.0 == v.version) {
+            format!("canary {percent}% (v{canary})")
+        } else {
+            String::new()
+        };
+        println!(
+            "v{:<7} {:<13} {:<21} {state}",
+            v.version,
+            &v.digest[..v.digest.len().min(12)],
+            utc(v.created_unix_ms)
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn rollback(
+    api: &Api,
+    name: &str,
+    to: Option<u32>,
+    wait: Option<Duration>,
+) -> anyhow::Result<()> {
+    let changed: Changed = api
+        .post(
+            &format!("{}/{name}/rollback", paths::FUNCTIONS),
+            &Rollback { to },
+        )
+        .await?;
+    let since = Instant::now();
+    println!(
+        "{name} is back on v{} (revision {})",
+        changed.version.unwrap_or_default(),
+        changed.revision
+    );
+    match wait {
+        Some(limit) => converge(api, changed.revision, since, limit).await,
+        None => Ok(()),
+    }
+}
+
+pub(crate) async fn canary(
+    api: &Api,
+    name: &str,
+    version: u32,
+    percent: u8,
+    wait: Option<Duration>,
+) -> anyhow::Result<()> {
+    let changed: Changed = api
+        .post(
+            &format!("{}/{name}/canary", paths::FUNCTIONS),
+            &SetCanary { version, percent },
+        )
+        .await?;
+    let since = Instant::now();
+    if percent == 0 {
+        println!("canary of {name} ended (revision {})", changed.revision);
+    } else {
+        println!(
+            "v{version} of {name} takes {percent}% of its requests (revision {})",
+            changed.revision
+        );
+    }
+    match wait {
+        Some(limit) => converge(api, changed.revision, since, limit).await,
+        None => Ok(()),
+    }
+}
+
+pub(crate) async fn routes(api: &Api) -> anyhow::Result<()> {
+    let routes: Vec<Route> = api.get(paths::ROUTES).await?;
+    println!("HOST                           PATH                 FUNCTION");
+    for r in routes {
+        println!(
+            "{:<30} {:<20} {}",
+            r.host.as_deref().unwrap_or("*"),
+            r.path,
+            r.function
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn nodes(api: &Api) -> anyhow::Result<()> {
+    let nodes: Vec<NodeInfo> = api.get(paths::NODES).await?;
+    println!("NODE                      REVISION  STATE      LAST SEEN (UTC)       ADDRESS");
+    for n in nodes {
+        let state = match (n.live, n.healthy) {
+            (false, _) => "gone",
+            (true, true) => "serving",
+            (true, false) => "failing",
+        };
+        println!(
+            "{:<25} {:<9} {:<10} {:<21} {}{}",
+            n.name,
+            n.revision,
+            state,
+            utc(n.last_seen_unix_ms),
+            n.address,
+            n.error.map(|e| format!("  ({e})")).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn create_token(api: &Api, scope: Scope, name: String) -> anyhow::Result<()> {
+    let token: TokenInfo = api.post(paths::TOKENS, &NewToken { scope, name }).await?;
+    eprintln!(
+        "token {} (scope {}); it is shown only now:",
+        token.id,
+        token.scope.as_str()
+    );
+    println!("{}", token.token.unwrap_or_default());
+    Ok(())
+}
+
+pub(crate) async fn list_tokens(api: &Api) -> anyhow::Result<()> {
+    let tokens: Vec<TokenInfo> = api.get(paths::TOKENS).await?;
+    println!("ID     SCOPE    CREATED (UTC)         NAME");
+    for t in tokens {
+        println!(
+            "{:<6} {:<8} {:<21} {}",
+            t.id,
+            t.scope.as_str(),
+            utc(t.created_unix_ms),
+            t.name
+        );
+    }
+    Ok(())
+}
+
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` for milliseconds since the Unix epoch (civil-from-days, UTC).
+fn utc(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00");
+        assert_eq!(super::utc(1_795_431_600_000), "2026-11-23 11:00:00");
+        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00");
+    }
+}

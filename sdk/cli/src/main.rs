@@ -1,0 +1,183 @@
+//! `edge`: deploy functions to a control plane and manage what the fleet serves.
+
+mod api;
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use edge_wire::{Limits, Scope};
+
+/// Deploy WebAssembly functions to your edge fleet.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// The control plane's URL.
+    #[arg(
+        long,
+        global = true,
+        env = "EDGE_API",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    api: String,
+    /// An API token (the control plane writes its admin token to `admin-token` in its data dir).
+    #[arg(long, global = true, env = "EDGE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Upload a component as the next version of a function and wait until every live node
+    /// serves it.
+    Deploy {
+        /// The component (.wasm) exporting wasi:http/incoming-handler.
+        file: PathBuf,
+        /// The function's name (lowercase letters, digits, dashes).
+        #[arg(long)]
+        name: String,
+        /// Route HOST/PATH (or /PATH for any host) to the function; repeatable.
+        #[arg(long = "route", value_name = "HOST/PATH")]
+        routes: Vec<String>,
+        /// A configuration value KEY=VALUE; repeatable.
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        env: Vec<String>,
+        /// Time limit per request, milliseconds (default: the node's).
+        #[arg(long)]
+        timeout_ms: Option<u64>,
+        /// Memory limit of one instance, MiB (default: the node's).
+        #[arg(long)]
+        memory_mb: Option<u64>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// List a function's versions.
+    Versions {
+        /// The function.
+        name: String,
+    },
+    /// Make an earlier version active again (by default the one before the active one).
+    Rollback {
+        /// The function.
+        name: String,
+        /// The version to go back to.
+        #[arg(long)]
+        to: Option<u32>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Send a share of a function's requests to another version; --percent 0 ends it.
+    Canary {
+        /// The function.
+        name: String,
+        /// The version on trial.
+        version: u32,
+        /// Share of the requests, 0 to 99.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=99))]
+        percent: u8,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// List the routes.
+    Routes,
+    /// List the nodes, the revision each serves and when it was last heard from.
+    Nodes,
+    /// Create or list API tokens.
+    #[command(subcommand)]
+    Tokens(Tokens),
+}
+
+#[derive(clap::Args)]
+struct Wait {
+    /// Do not wait for the nodes to serve the change.
+    #[arg(long)]
+    no_wait: bool,
+    /// Give up waiting for the nodes after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    wait_secs: u64,
+}
+
+impl Wait {
+    fn limit(&self) -> Option<Duration> {
+        (!self.no_wait).then(|| Duration::from_secs(self.wait_secs))
+    }
+}
+
+#[derive(Subcommand)]
+enum Tokens {
+    /// Create a token; it is printed once.
+    Create {
+        /// admin, deploy, read or node.
+        #[arg(long)]
+        scope: Scope,
+        /// A name to recognise it by.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
+    /// List tokens (without their secrets).
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let api = api::Api::new(&cli.api, cli.token)?;
+    match cli.command {
+        Command::Deploy {
+            file,
+            name,
+            routes,
+            env,
+            timeout_ms,
+            memory_mb,
+            wait,
+        } => {
+            let limits = Limits {
+                timeout_ms,
+                memory_mb,
+                ..Limits::default()
+            };
+            let args = commands::Deploy {
+                file: &file,
+                name: &name,
+                routes: &routes,
+                env: &env,
+                limits,
+                wait: wait.limit(),
+            };
+            commands::deploy(&api, args).await
+        }
+        Command::Versions { name } => commands::versions(&api, &name).await,
+        Command::Rollback { name, to, wait } => {
+            commands::rollback(&api, &name, to, wait.limit()).await
+        }
+        Command::Canary {
+            name,
+            version,
+            percent,
+            wait,
+        } => commands::canary(&api, &name, version, percent, wait.limit()).await,
+        Command::Routes => commands::routes(&api).await,
+        Command::Nodes => commands::nodes(&api).await,
+        Command::Tokens(Tokens::Create { scope, name }) => {
+            commands::create_token(&api, scope, name).await
+        }
+        Command::Tokens(Tokens::List) => commands::list_tokens(&api).await,
+    }
+}
