@@ -1,6 +1,8 @@
 //! End-to-end tests: real `edge-node` processes on 127.0.0.1, real HTTP clients.
 
 mod artifacts;
+mod control_plane;
+mod fleet;
 mod limits;
 mod loading;
 mod observability;

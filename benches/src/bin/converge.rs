@@ -1,0 +1,207 @@
+//! Deploy convergence: a control plane and N edge nodes on 127.0.0.1; the time from a deploy
+//! call returning to every node reporting that it serves the new revision, over many deploys.
+//!
+//! Run it through `benches/converge.sh` (builds the release binaries and points this at them).
+//! Every deploy is a NEW component (the hello example plus a custom section naming the
+//! round), so each node fetches it and compiles it with Cranelift: the worst case. A second
+//! series rolls back one version at a time: each node fetches the component again (it keeps
+//! only those it serves) but finds its compiled code in its artifact cache.
+
+use std::time::{Duration, Instant};
+
+use edge_tests::{ControlPlaneBuilder, NodeBuilder, guest};
+use edge_wire::{
+    Changed, NewToken, NewVersion, NodeInfo, Rollback, Route, Scope, TokenInfo, Uploaded,
+};
+
+fn main() {
+    let nodes: usize = env_or("NODES", 10);
+    let deploys: usize = env_or("DEPLOYS", 20);
+    let dir = edge_tests::temp_dir();
+    let cp = ControlPlaneBuilder::default()
+        .data_dir(&dir.path().join("cp"))
+        .start();
+    let api = Api {
+        base: cp.url().to_owned(),
+        token: cp.admin_token(),
+        client: reqwest::blocking::Client::new(),
+    };
+    let node_token: TokenInfo = api.post(
+        "/v1/tokens",
+        &NewToken {
+            scope: Scope::Node,
+            name: "bench".into(),
+        },
+    );
+    let node_token = node_token.token.expect("a new token carries its secret");
+    let fleet: Vec<_> = (0..nodes)
+        .map(|i| {
+            NodeBuilder::default()
+                .arg("--control-plane")
+                .arg(cp.url().to_owned())
+                .arg("--token")
+                .arg(node_token.clone())
+                .arg("--data-dir")
+                .arg(dir.path().join(format!("node{i}")).display().to_string())
+                .arg("--max-instances")
+                .arg("8")
+                .arg("--log")
+                .arg("warn")
+                .start()
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api.nodes().iter().filter(|n| n.live).count() < nodes {
+        assert!(Instant::now() < deadline, "nodes did not register");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let hello = std::fs::read(guest("hello")).expect("the hello example");
+    println!(
+        "{nodes} nodes, {deploys} deploys of a new component each (fetch + Cranelift on every node)"
+    );
+    let mut fresh = Vec::new();
+    for round in 0..deploys {
+        let bytes = with_custom_section(&hello, &format!("edge-bench-{round}"));
+        let uploaded: Uploaded = api.put("/v1/components", bytes);
+        let changed: Changed = api.post(
+            "/v1/functions/bench/versions",
+            &NewVersion {
+                digest: uploaded.digest,
+                routes: vec![Route::parse("/", "bench").unwrap()],
+                ..NewVersion::default()
+            },
+        );
+        fresh.push(api.converge(changed.revision, nodes));
+    }
+    report("new component", &mut fresh);
+
+    println!(
+        "{nodes} nodes, {} rollbacks, each to the version before (fetched again, compiled code from the node's artifact cache)",
+        deploys - 1
+    );
+    let mut cached = Vec::new();
+    for round in 1..deploys {
+        let to = (deploys - round) as u32;
+        let changed: Changed = api.post("/v1/functions/bench/rollback", &Rollback { to: Some(to) });
+        cached.push(api.converge(changed.revision, nodes));
+    }
+    report("rollback", &mut cached);
+    drop(fleet);
+}
+
+struct Api {
+    base: String,
+    token: String,
+    client: reqwest::blocking::Client,
+}
+
+impl Api {
+    fn post<B: serde::Serialize, T: serde::de::DeserializeOwned>(&self, path: &str, body: &B) -> T {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(body).unwrap())
+            .send()
+            .unwrap();
+        decode(response)
+    }
+
+    fn put<T: serde::de::DeserializeOwned>(&self, path: &str, bytes: Vec<u8>) -> T {
+        let response = self
+            .client
+            .put(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .body(bytes)
+            .send()
+            .unwrap();
+        decode(response)
+    }
+
+    fn nodes(&self) -> Vec<NodeInfo> {
+        let response = self
+            .client
+            .get(format!("{}/v1/nodes", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .unwrap();
+        decode(response)
+    }
+
+    /// Time until every node reports `revision`, measured from now (the deploy call returned).
+    fn converge(&self, revision: u64, nodes: usize) -> Duration {
+        let started = Instant::now();
+        loop {
+            let serving = self
+                .nodes()
+                .iter()
+                .filter(|n| n.revision >= revision)
+                .count();
+            if serving >= nodes {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "revision {revision} did not converge"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(response: reqwest::blocking::Response) -> T {
+    let status = response.status();
+    let body = response.bytes().unwrap();
+    assert!(
+        status.is_success(),
+        "{status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    serde_json::from_slice(&body).unwrap()
+}
+
+/// `component` with a custom section appended: same code, a new digest.
+fn with_custom_section(component: &[u8], name: &str) -> Vec<u8> {
+    let mut payload = Vec::new();
+    leb128(&mut payload, name.len() as u64);
+    payload.extend_from_slice(name.as_bytes());
+    let mut out = component.to_vec();
+    out.push(0);
+    leb128(&mut out, payload.len() as u64);
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn leb128(out: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn report(what: &str, times: &mut [Duration]) {
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize];
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "  {what}: p50 {:.1} ms, p99 {:.1} ms, min {:.1} ms, max {:.1} ms over {}",
+        ms(at(0.5)),
+        ms(at(0.99)),
+        ms(times[0]),
+        ms(times[times.len() - 1]),
+        times.len()
+    );
+}
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -1,0 +1,362 @@
+//! A control plane and three nodes as real processes on 127.0.0.1, driven with the `edge` CLI:
+//! deploys reach every node, a deploy under load never fails a request, rollback and canary,
+//! nodes that outlive the control plane, and components that arrive corrupt.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use edge_tests::{ControlPlaneBuilder, ControlPlaneProcess, NodeBuilder, NodeProcess, guest};
+
+const V1: &str = "hello from the edge";
+const V2: &str = "hello from wasi 0.2.0";
+
+/// The `edge` binary, next to `edge-node` in the target dir.
+fn edge_bin() -> PathBuf {
+    edge_tests::edge_node_bin().with_file_name("edge")
+}
+
+/// Runs `edge ARGS` against `cp` with `token`; panics with its output when it fails.
+fn edge(cp: &ControlPlaneProcess, token: &str, args: &[&str]) -> String {
+    let out = edge_raw(cp, token, args);
+    assert!(
+        out.status.success(),
+        "edge {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn edge_raw(cp: &ControlPlaneProcess, token: &str, args: &[&str]) -> Output {
+    Command::new(edge_bin())
+        .args(["--api", cp.url(), "--token", token])
+        .args(args)
+        .env_remove("EDGE_API")
+        .env_remove("EDGE_TOKEN")
+        .output()
+        .expect("running edge")
+}
+
+struct Fleet {
+    dir: tempfile::TempDir,
+    cp: ControlPlaneProcess,
+    node_token: String,
+    nodes: Vec<NodeProcess>,
+}
+
+impl Fleet {
+    fn start(nodes: usize) -> Fleet {
+        let dir = edge_tests::temp_dir();
+        let cp = ControlPlaneBuilder::default()
+            .data_dir(&dir.path().join("cp"))
+            .start();
+        let node_token = edge(
+            &cp,
+            &cp.admin_token(),
+            &["tokens", "create", "--scope", "node"],
+        )
+        .trim()
+        .to_owned();
+        let mut fleet = Fleet {
+            dir,
+            cp,
+            node_token,
+            nodes: Vec::new(),
+        };
+        for i in 0..nodes {
+            let node = fleet.start_node(i);
+            fleet.nodes.push(node);
+        }
+        fleet.wait_live(nodes);
+        fleet
+    }
+
+    fn node_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("node{i}"))
+    }
+
+    fn start_node(&self, i: usize) -> NodeProcess {
+        NodeBuilder::default()
+            .arg("--control-plane")
+            .arg(self.cp.url().to_owned())
+            .arg("--token")
+            .arg(&self.node_token)
+            .arg("--node-name")
+            .arg(format!("node{i}"))
+            .arg("--data-dir")
+            .arg(self.node_dir(i).display().to_string())
+            .start()
+    }
+
+    fn admin(&self) -> String {
+        self.cp.admin_token()
+    }
+
+    /// Waits until the control plane lists `n` live nodes.
+    fn wait_live(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = edge(&self.cp, &self.admin(), &["nodes"]);
+            if out.matches(" serving ").count() >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} nodes did not register:\n{out}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn deploy(&self, component: &Path, name: &str, route: &str) -> String {
+        edge(
+            &self.cp,
+            &self.admin(),
+            &[
+                "deploy",
+                component.to_str().unwrap(),
+                "--name",
+                name,
+                "--route",
+                route,
+            ],
+        )
+    }
+}
+
+/// GETs `url` with a fresh blocking client; (status, body).
+fn get(url: &str) -> (u16, String) {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    match client.get(url).send() {
+        Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+fn answer(node: &NodeProcess) -> String {
+    let (status, body) = get(&format!("http://{}/", node.addr()));
+    assert_eq!(status, 200, "{body}");
+    body.trim().to_owned()
+}
+
+#[test]
+fn a_deploy_reaches_every_node_and_says_when() {
+    let fleet = Fleet::start(3);
+    let out = fleet.deploy(&guest("hello"), "hello", "/");
+    assert!(out.contains("deployed hello v1"), "{out}");
+    assert!(out.contains("live on 3 of 3 nodes after"), "{out}");
+    for node in &fleet.nodes {
+        assert_eq!(answer(node), V1);
+    }
+    let nodes = edge(&fleet.cp, &fleet.admin(), &["nodes"]);
+    for i in 0..3 {
+        assert!(nodes.contains(&format!("node{i}")), "{nodes}");
+    }
+}
+
+#[test]
+fn a_deploy_under_load_never_fails_a_request() {
+    let fleet = Fleet::start(3);
+    fleet.deploy(&guest("hello"), "site", "/");
+    let urls: Vec<String> = fleet
+        .nodes
+        .iter()
+        .map(|n| format!("http://{}/", n.addr()))
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = urls
+        .into_iter()
+        .map(|url| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    seen.push(get(&url));
+                }
+                seen
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    fleet.deploy(&guest("hello-wasi-0-2-0"), "site", "/");
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut v2_seen = 0;
+    for client in clients {
+        let seen = client.join().unwrap();
+        assert!(seen.len() > 5, "too few requests: {}", seen.len());
+        for (status, body) in &seen {
+            assert_eq!(*status, 200, "a request failed during the deploy: {body}");
+            let body = body.trim();
+            assert!(body == V1 || body == V2, "unexpected answer {body:?}");
+        }
+        // Once a node answers v2 it never answers v1 again: the swap is atomic.
+        let first_v2 = seen.iter().position(|(_, b)| b.trim() == V2);
+        if let Some(i) = first_v2 {
+            assert!(seen[i..].iter().all(|(_, b)| b.trim() == V2));
+            v2_seen += 1;
+        }
+    }
+    assert_eq!(v2_seen, 3, "every node switched to v2");
+}
+
+#[test]
+fn rollback_and_canary_reach_every_node() {
+    let fleet = Fleet::start(3);
+    fleet.deploy(&guest("hello"), "site", "/");
+    fleet.deploy(&guest("hello-wasi-0-2-0"), "site", "/");
+    for node in &fleet.nodes {
+        assert_eq!(answer(node), V2);
+    }
+    let out = edge(&fleet.cp, &fleet.admin(), &["rollback", "site"]);
+    assert!(out.contains("back on v1"), "{out}");
+    assert!(out.contains("live on 3 of 3 nodes"), "{out}");
+    for node in &fleet.nodes {
+        assert_eq!(answer(node), V1);
+    }
+    let versions = edge(&fleet.cp, &fleet.admin(), &["versions", "site"]);
+    assert!(
+        versions.contains("v1") && versions.contains("active"),
+        "{versions}"
+    );
+
+    edge(
+        &fleet.cp,
+        &fleet.admin(),
+        &["canary", "site", "2", "--percent", "10"],
+    );
+    let node = &fleet.nodes[0];
+    let url = format!("http://{}/", node.addr());
+    let client = reqwest::blocking::Client::new();
+    let v2 = (0..2000)
+        .filter(|_| client.get(&url).send().unwrap().text().unwrap().trim() == V2)
+        .count();
+    assert!(
+        (140..=260).contains(&v2),
+        "a 10% canary got {v2} of 2000 requests (10% ± 3% is 140..=260)"
+    );
+}
+
+#[test]
+fn nodes_outlive_the_control_plane_and_catch_up() {
+    let mut fleet = Fleet::start(2);
+    fleet.deploy(&guest("hello"), "site", "/");
+    let addr = fleet.cp.addr();
+    fleet.cp.terminate(Duration::from_secs(10));
+    // Nodes keep serving without it.
+    for node in &fleet.nodes {
+        assert_eq!(answer(node), V1);
+    }
+    // A node restarted while it is away serves its last snapshot from disk.
+    let mut old = fleet.nodes.remove(0);
+    old.terminate(Duration::from_secs(10));
+    let restarted = fleet.start_node(0);
+    assert_eq!(answer(&restarted), V1);
+    fleet.nodes.insert(0, restarted);
+
+    // Back again, at the same address on the same data dir: a deploy made now arrives on both.
+    fleet.cp = ControlPlaneBuilder::default()
+        .data_dir(&fleet.dir.path().join("cp"))
+        .arg("--listen")
+        .arg(addr.to_string())
+        .start();
+    fleet.wait_live(2);
+    let out = fleet.deploy(&guest("hello-wasi-0-2-0"), "site", "/");
+    assert!(out.contains("live on 2 of 2 nodes"), "{out}");
+    for node in &fleet.nodes {
+        assert_eq!(answer(node), V2);
+    }
+}
+
+#[test]
+fn a_corrupt_component_is_refused_and_fetched_again() {
+    // Deploy before any node exists, then damage the control plane's stored copy: the first
+    // node to start fetches bytes that do not match their digest.
+    let mut fleet = Fleet::start(0);
+    let component = guest("hello");
+    let bytes = std::fs::read(&component).unwrap();
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    fleet.deploy(&component, "site", "/");
+    let stored = fleet.cp.data_dir().join("components").join(&digest);
+    assert!(stored.exists(), "no component at {}", stored.display());
+    let mut damaged = bytes.clone();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0xff;
+    std::fs::write(&stored, &damaged).unwrap();
+
+    let node = fleet.start_node(0);
+    assert!(
+        node.wait_for_log(&["arrived corrupt"], Duration::from_secs(30))
+            .is_some(),
+        "the node did not notice the corrupt component:\n{}",
+        node.logs()
+    );
+    // Nothing was applied from it.
+    let (status, _) = get(&format!("http://{}/", node.addr()));
+    assert_eq!(status, 404);
+    assert!(
+        !fleet
+            .node_dir(0)
+            .join("components")
+            .join(format!("{digest}.wasm"))
+            .exists()
+    );
+
+    // Repaired at the source: the node fetches it again and serves it.
+    std::fs::write(&stored, &bytes).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&format!("http://{}/", node.addr())).0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "never recovered:\n{}",
+            node.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(answer(&node), V1);
+    fleet.nodes.push(node);
+}
+
+#[test]
+fn bad_deploys_get_clear_errors() {
+    let fleet = Fleet::start(0);
+    let dir = edge_tests::temp_dir();
+    let text = dir.path().join("notes.wasm");
+    std::fs::write(&text, b"just text").unwrap();
+    for (file, needle) in [
+        (text.clone(), "not a WebAssembly file"),
+        (
+            guest("no-export"),
+            "does not export wasi:http/incoming-handler",
+        ),
+        (guest("unknown-import"), "imports acme:nope/thing"),
+    ] {
+        let out = edge_raw(
+            &fleet.cp,
+            &fleet.admin(),
+            &["deploy", file.to_str().unwrap(), "--name", "f", "--no-wait"],
+        );
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
+    }
+    // Tokens: a wrong one, and one without the scope.
+    let out = edge_raw(&fleet.cp, "edge_wrong", &["routes"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the token"));
+    let read = edge(
+        &fleet.cp,
+        &fleet.admin(),
+        &["tokens", "create", "--scope", "read"],
+    );
+    let out = edge_raw(
+        &fleet.cp,
+        read.trim(),
+        &["deploy", guest("hello").to_str().unwrap(), "--name", "f"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("may not do this"), "{err}");
+}
