@@ -6,7 +6,9 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-cargo build --release -p edge-node -p edge-control-plane -p edge-benches --bin converge >&2
+# Separate builds: a --bin filter would apply to every package given.
+cargo build --release -p edge-node -p edge-control-plane >&2
+cargo build --release -p edge-benches --bin converge >&2
 export EDGE_NODE_BIN=$ROOT/target/release/edge-node
 export EDGE_CONTROL_PLANE_BIN=$ROOT/target/release/edge-control-plane
 exec "$ROOT/target/release/converge"
