@@ -51,14 +51,7 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 /// The folder in the data dir holding the components.
 pub const COMPONENTS_DIR: &str = "components";
 
-/// PEM files for TLS.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    /// Certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// Private key.
-    pub key: PathBuf,
-}
+pub use edge_serving::TlsFiles;
 
 /// How to run the control plane.
 #[derive(Debug, Clone)]
@@ -91,7 +84,7 @@ pub enum StartError {
     Store(#[from] store::Error),
     /// TLS cannot be set up.
     #[error(transparent)]
-    Tls(#[from] server::tls::Error),
+    Tls(#[from] edge_serving::tls::Error),
     /// The listener cannot bind.
     #[error("cannot listen on {addr}: {source}; pass --listen 127.0.0.1:0 to pick a free port")]
     Bind {
@@ -136,7 +129,11 @@ impl ControlPlane {
         let (store, components) = tokio::task::spawn_blocking(move || open_data_dir(&data_dir))
             .await
             .expect("opening the data dir does not panic")?;
-        let tls = config.tls.as_ref().map(server::tls::acceptor).transpose()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(edge_serving::tls::acceptor)
+            .transpose()?;
         let listener =
             TcpListener::bind(config.listen)
                 .await

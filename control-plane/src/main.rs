@@ -92,7 +92,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         writeln!(stdout, "listening on {}", control_plane.url())?;
         stdout.flush()?;
         drop(stdout);
-        control_plane.serve(shutdown_signal()).await;
+        control_plane.serve(edge_serving::shutdown_signal()).await;
         tracing::info!("stopped");
         Ok(())
     })
@@ -121,21 +121,4 @@ fn install_tracing(format: LogFormat, filter: &str) {
             .with_current_span(false)
             .init();
     }
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutdown signal received");
 }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use edge_serving::TlsFiles;
+
 /// Default address of the public HTTP listener.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default address of the admin listener (`/metrics`, `/healthz`).
@@ -83,15 +85,6 @@ pub struct NodeConfig {
     pub engine: EngineConfig,
     /// Time in-flight requests get to finish on shutdown.
     pub shutdown_timeout: Duration,
-}
-
-/// A certificate chain and its key, both PEM files.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    /// Certificate chain, leaf first.
-    pub cert: PathBuf,
-    /// Private key (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
 }
 
 /// Settings of the one engine and instance pool shared by every function.

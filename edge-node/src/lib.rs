@@ -56,7 +56,7 @@ pub enum StartError {
     Load(#[from] runtime::LoadError),
     /// TLS could not be set up.
     #[error(transparent)]
-    Tls(#[from] server::tls::Error),
+    Tls(#[from] edge_serving::tls::Error),
     /// A route names a function that is not configured.
     #[error("route {route} names function `{function}`, which is not configured")]
     UnknownFunction {
@@ -152,7 +152,11 @@ impl Node {
             }
             following = Some((applier, revision));
         }
-        let tls = config.tls.as_ref().map(server::tls::acceptor).transpose()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(edge_serving::tls::acceptor)
+            .transpose()?;
         let public = server::bind(config.listen, "--listen").await?;
         let admin = server::bind(config.admin_listen, "--admin-listen").await?;
         let state = Arc::new(State::new(runtime, table, metrics, tls.is_some()));

@@ -139,7 +139,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let node = edge_node::Node::bind(config).await?;
         println!("listening on {}", node.url());
         println!("admin listening on http://{}", node.admin_addr());
-        node.serve(shutdown_signal()).await;
+        node.serve(edge_serving::shutdown_signal()).await;
         tracing::info!("stopped");
         Ok(())
     })
@@ -237,21 +237,4 @@ fn install_tracing(format: LogFormat, filter: &str) -> edge_node::logging::LogGu
             .init();
     }
     guard
-}
-
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutdown signal received");
 }

@@ -11,11 +11,6 @@ use edge_tests::{ControlPlaneBuilder, ControlPlaneProcess, NodeBuilder, NodeProc
 const V1: &str = "hello from the edge";
 const V2: &str = "hello from wasi 0.2.0";
 
-/// The `edge` binary, next to `edge-node` in the target dir.
-fn edge_bin() -> PathBuf {
-    edge_tests::edge_node_bin().with_file_name("edge")
-}
-
 /// Runs `edge ARGS` against `cp` with `token`; panics with its output when it fails.
 fn edge(cp: &ControlPlaneProcess, token: &str, args: &[&str]) -> String {
     let out = edge_raw(cp, token, args);
@@ -29,7 +24,7 @@ fn edge(cp: &ControlPlaneProcess, token: &str, args: &[&str]) -> String {
 }
 
 fn edge_raw(cp: &ControlPlaneProcess, token: &str, args: &[&str]) -> Output {
-    Command::new(edge_bin())
+    Command::new(edge_tests::edge_cli_bin())
         .args(["--api", cp.url(), "--token", token])
         .args(args)
         .env_remove("EDGE_API")

@@ -78,21 +78,34 @@ pub fn guest(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("guest {name} is not built in {:?}", guests()))
 }
 
-/// The `edge-node` binary that `cargo test` built next to this test executable.
+/// The `edge-node` binary that `cargo test` built next to this test executable, or
+/// `EDGE_NODE_BIN`.
 pub fn edge_node_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("EDGE_NODE_BIN") {
+    workspace_bin("edge-node", "EDGE_NODE_BIN", "edge-node")
+}
+
+/// The `edge` CLI built next to this test executable (`sdk/cli/tests/cli.rs` makes cargo
+/// build it), or `EDGE_BIN`.
+pub fn edge_cli_bin() -> PathBuf {
+    workspace_bin("edge", "EDGE_BIN", "edge-cli")
+}
+
+/// A binary of the workspace: `$env` if set, else `target/<profile>/<name>` (cargo builds a
+/// package's binaries for its integration tests, and every package here has some).
+fn workspace_bin(name: &str, env: &str, package: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env) {
         return path.into();
     }
     let exe = std::env::current_exe().expect("the test executable's path");
-    // target/<profile>/deps/all-<hash> -> target/<profile>/edge-node
+    // target/<profile>/deps/all-<hash> -> target/<profile>/<name>
     let path = exe
         .parent()
         .and_then(Path::parent)
-        .map(|dir| dir.join("edge-node"))
+        .map(|dir| dir.join(name))
         .expect("the target dir");
     assert!(
         path.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`, or `cargo build -p edge-node` first",
+        "{} is missing: run the tests with `cargo test --workspace`, or `cargo build -p {package}` first",
         path.display()
     );
     path
@@ -305,19 +318,7 @@ impl NodeProcess {
 
     /// Sends SIGTERM and waits up to `timeout` for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        terminate(&mut self.child, timeout)
     }
 }
 
@@ -325,6 +326,23 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Sends SIGTERM to `child` (by its PID) and waits up to `timeout` for its exit status.
+fn terminate(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -343,22 +361,11 @@ pub fn write_routes(dir: &Path, toml: &str) -> PathBuf {
 /// The `edge-control-plane` binary that `cargo test` built next to this test executable
 /// (`control-plane/tests/cli.rs` makes cargo build it), or `EDGE_CONTROL_PLANE_BIN`.
 pub fn control_plane_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("EDGE_CONTROL_PLANE_BIN") {
-        return path.into();
-    }
-    let exe = std::env::current_exe().expect("the test executable's path");
-    // target/<profile>/deps/all-<hash> -> target/<profile>/edge-control-plane
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("edge-control-plane"))
-        .expect("the target dir");
-    assert!(
-        path.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`, or `cargo build -p edge-control-plane` first",
-        path.display()
-    );
-    path
+    workspace_bin(
+        "edge-control-plane",
+        "EDGE_CONTROL_PLANE_BIN",
+        "edge-control-plane",
+    )
 }
 
 /// Options for one `edge-control-plane serve` process. Without [`Self::data_dir`] it gets a
@@ -575,19 +582,7 @@ impl ControlPlaneProcess {
 
     /// Sends SIGTERM and waits up to `timeout` for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        terminate(&mut self.child, timeout)
     }
 
     /// Stops it (SIGTERM, asserting a clean exit) and starts it again with the same flags on

@@ -97,7 +97,7 @@ pub(super) async fn snapshot(state: &Arc<State>, query: Option<&str>) -> Answer 
                 () = tokio::time::sleep(query.wait) => {
                     return Ok(body::empty(StatusCode::NOT_MODIFIED));
                 }
-                () = crate::server::stopped(&mut shutdown) => return Err(ApiError::shutting_down()),
+                () = edge_serving::stopped(&mut shutdown) => return Err(ApiError::shutting_down()),
             }
         }
     };

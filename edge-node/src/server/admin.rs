@@ -29,7 +29,7 @@ pub(crate) async fn serve(
                     continue;
                 }
             },
-            () = super::stopped(&mut shutdown) => return,
+            () = edge_serving::stopped(&mut shutdown) => return,
         };
         let metrics = metrics.clone();
         tokio::spawn(async move {

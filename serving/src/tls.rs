@@ -7,7 +7,14 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::TlsFiles;
+/// A certificate chain and its key, both PEM files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub cert: std::path::PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+}
 
 /// Errors setting up TLS.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +48,7 @@ pub enum Error {
 ///
 /// # Errors
 /// Unreadable or malformed files, or a key that does not match the certificate.
-pub(crate) fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, Error> {
+pub fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, Error> {
     let certs = load_certs(&files.cert)?;
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| Error::Key {
         path: files.key.display().to_string(),
