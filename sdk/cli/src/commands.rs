@@ -138,43 +138,70 @@ async fn show_progress(sent: Arc<AtomicU64>, total: u64) {
 async fn converge(api: &Api, revision: u64, since: Instant, limit: Duration) -> anyhow::Result<()> {
     loop {
         let nodes: Vec<NodeInfo> = api.get(paths::NODES).await?;
-        let live: Vec<&NodeInfo> = nodes.iter().filter(|n| n.live).collect();
-        if live.is_empty() {
-            println!("no live nodes yet: nodes serve it as they connect");
-            return Ok(());
+        match verdict(&nodes, revision, since.elapsed(), limit) {
+            Verdict::Wait => tokio::time::sleep(POLL).await,
+            Verdict::Done(message) => {
+                println!("{message}");
+                return Ok(());
+            }
+            Verdict::Failed(message) => bail!(message),
         }
-        let behind: Vec<&&NodeInfo> = live.iter().filter(|n| n.revision < revision).collect();
-        if behind.is_empty() {
-            println!(
-                "live on {} of {} nodes after {:.3} s",
-                live.len(),
-                live.len(),
-                since.elapsed().as_secs_f64()
-            );
-            return Ok(());
-        }
-        if let Some(broken) = behind.iter().find(|n| !n.healthy) {
-            bail!(
-                "node {} cannot apply revision {revision}: {}",
-                broken.name,
-                broken.error.as_deref().unwrap_or("no reason given")
-            );
-        }
-        if since.elapsed() > limit {
-            let names: Vec<String> = behind
-                .iter()
-                .map(|n| format!("{} (at revision {})", n.name, n.revision))
-                .collect();
-            bail!(
-                "after {} s, {} of {} live nodes still do not serve revision {revision}: {}; see `edge nodes`",
-                limit.as_secs(),
-                behind.len(),
-                live.len(),
-                names.join(", ")
-            );
-        }
-        tokio::time::sleep(POLL).await;
     }
+}
+
+/// How long a node behind the new revision may keep reporting an error before it counts: the
+/// error may be about an earlier revision, replaced once the node applies this one.
+const UNHEALTHY_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Wait,
+    Done(String),
+    Failed(String),
+}
+
+/// Whether `nodes` serve `revision`, `elapsed` after the change, giving up after `limit`.
+fn verdict(nodes: &[NodeInfo], revision: u64, elapsed: Duration, limit: Duration) -> Verdict {
+    let live: Vec<&NodeInfo> = nodes.iter().filter(|n| n.live).collect();
+    if live.is_empty() {
+        return Verdict::Done("no live nodes yet: nodes serve it as they connect".into());
+    }
+    let behind: Vec<&NodeInfo> = live
+        .iter()
+        .copied()
+        .filter(|n| n.revision < revision)
+        .collect();
+    if behind.is_empty() {
+        return Verdict::Done(format!(
+            "live on {} of {} nodes after {:.3} s",
+            live.len(),
+            live.len(),
+            elapsed.as_secs_f64()
+        ));
+    }
+    if elapsed > UNHEALTHY_GRACE
+        && let Some(broken) = behind.iter().find(|n| !n.healthy)
+    {
+        return Verdict::Failed(format!(
+            "node {} cannot apply revision {revision}: {}",
+            broken.name,
+            broken.error.as_deref().unwrap_or("no reason given")
+        ));
+    }
+    if elapsed > limit {
+        let names: Vec<String> = behind
+            .iter()
+            .map(|n| format!("{} (at revision {})", n.name, n.revision))
+            .collect();
+        return Verdict::Failed(format!(
+            "after {} s, {} of {} live nodes still do not serve revision {revision}: {}; see `edge nodes`",
+            limit.as_secs(),
+            behind.len(),
+            live.len(),
+            names.join(", ")
+        ));
+    }
+    Verdict::Wait
 }
 
 pub(crate) async fn versions(api: &Api, name: &str) -> anyhow::Result<()> {
@@ -343,6 +370,55 @@ fn utc(unix_ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn node(name: &str, revision: u64, healthy: bool, live: bool) -> NodeInfo {
+        NodeInfo {
+            id: 1,
+            name: name.into(),
+            address: String::new(),
+            revision,
+            healthy,
+            error: (!healthy).then(|| "bad component".into()),
+            last_seen_unix_ms: 0,
+            live,
+        }
+    }
+
+    #[test]
+    fn convergence_waits_for_every_live_node() {
+        let limit = Duration::from_secs(60);
+        let ms = Duration::from_millis;
+        let nodes = [node("a", 5, true, true), node("b", 4, true, true)];
+        assert_eq!(verdict(&nodes, 5, ms(10), limit), Verdict::Wait);
+        let nodes = [node("a", 5, true, true), node("gone", 1, true, false)];
+        assert!(
+            matches!(verdict(&nodes, 5, ms(10), limit), Verdict::Done(m) if m.contains("1 of 1"))
+        );
+        assert!(
+            matches!(verdict(&[], 5, ms(10), limit), Verdict::Done(m) if m.contains("no live nodes"))
+        );
+        let nodes = [node("b", 4, true, true)];
+        assert!(
+            matches!(verdict(&nodes, 5, Duration::from_secs(61), limit), Verdict::Failed(m) if m.contains("b (at revision 4)"))
+        );
+    }
+
+    #[test]
+    fn an_error_counts_only_once_the_node_had_time_to_apply_the_new_revision() {
+        // A node still reporting the failure of an earlier revision is given time first.
+        let limit = Duration::from_secs(60);
+        let nodes = [node("a", 4, false, true)];
+        assert_eq!(
+            verdict(&nodes, 5, Duration::from_millis(100), limit),
+            Verdict::Wait
+        );
+        assert!(matches!(
+            verdict(&nodes, 5, Duration::from_secs(4), limit),
+            Verdict::Failed(m) if m.contains("node a cannot apply revision 5: bad component")
+        ));
+    }
+
     #[test]
     fn utc_dates() {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00");
