@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edge_wire::{NodeStatus, RegisterNode, Registered, Revision, Snapshot, paths};
-use sha2::Digest as _;
 use tokio::sync::watch;
 
 use crate::config::{LimitOverrides, Limits};
@@ -329,7 +328,7 @@ impl Sync {
             .client
             .post(format!("{}{}/register", self.config.url, paths::NODES))
             .bearer_auth(&self.config.token)
-            .json_body(&RegisterNode {
+            .json(&RegisterNode {
                 name: self.config.node_name.clone(),
                 address: self.address.clone(),
             })
@@ -361,7 +360,7 @@ impl Sync {
             .client
             .post(format!("{}{}/{id}/status", self.config.url, paths::NODES))
             .bearer_auth(&self.config.token)
-            .json_body(&status)
+            .json(&status)
             .timeout(Duration::from_secs(10))
             .send()
             .await;
@@ -388,14 +387,12 @@ impl Sync {
             loop {
                 attempt += 1;
                 let bytes = self.fetch_component(digest).await?;
-                let actual = hex::encode(sha2::Sha256::digest(&bytes));
-                if actual == digest {
-                    self.applier
-                        .disk()
-                        .save_component(digest, &bytes)
-                        .map_err(|e| e.to_string())?;
-                    break;
-                }
+                // The disk checks the digest before it writes: one hash per fetch.
+                let actual = match self.applier.disk().save_component(digest, &bytes) {
+                    Ok(()) => break,
+                    Err(disk::Error::Digest { actual, .. }) => actual,
+                    Err(e) => return Err(e.to_string()),
+                };
                 tracing::warn!(
                     digest,
                     actual,
@@ -467,16 +464,4 @@ fn backoff(failures: u32) -> Duration {
     bound
         .mul_f64((random % 1000) as f64 / 1000.0)
         .max(BACKOFF.0 / 2)
-}
-
-/// JSON request bodies without reqwest's `json` feature.
-trait JsonBody {
-    fn json_body<T: serde::Serialize>(self, body: &T) -> Self;
-}
-
-impl JsonBody for reqwest::RequestBuilder {
-    fn json_body<T: serde::Serialize>(self, body: &T) -> Self {
-        self.header(http::header::CONTENT_TYPE, "application/json")
-            .body(serde_json::to_vec(body).expect("wire types serialize"))
-    }
 }

@@ -101,8 +101,7 @@ impl Api {
             .client
             .post(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(body).unwrap())
+            .json(body)
             .send()
             .unwrap();
         decode(response)

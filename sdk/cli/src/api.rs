@@ -52,10 +52,7 @@ impl Api {
         path: &str,
         body: &B,
     ) -> anyhow::Result<T> {
-        let request = self
-            .request(reqwest::Method::POST, path)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(serde_json::to_vec(body).expect("wire types serialize"));
+        let request = self.request(reqwest::Method::POST, path).json(body);
         self.send(request).await
     }
 
