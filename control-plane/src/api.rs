@@ -14,6 +14,7 @@
 //! | `GET /v1/revision` | read | | `{"revision": N}` |
 //! | `PUT /v1/components` | deploy | component bytes | [`Uploaded`](edge_wire::Uploaded) |
 //! | `GET /v1/components/{sha256}` | node or deploy | | the bytes, `application/wasm` |
+//! | `GET /v1/compiled/{sha256}` | node | | machine code for the snapshot's `engine`, `application/octet-stream` |
 //! | `GET /v1/functions` | read | | `[`[`FunctionInfo`](edge_wire::FunctionInfo)`]` |
 //! | `GET /v1/functions/{name}` | read | | [`FunctionInfo`](edge_wire::FunctionInfo) |
 //! | `DELETE /v1/functions/{name}` | deploy | | [`Changed`](edge_wire::Changed) |
@@ -39,7 +40,11 @@
 //! - **Upload**: at most `--max-component-bytes` (default 64 MiB; 413 past it). The bytes must
 //!   be a WASI 0.2 component exporting `wasi:http/incoming-handler` and importing only what
 //!   nodes provide ([`edge_wire::check_component`]); otherwise 400 with its message. Stored
-//!   under its sha256; `existed` says whether it was already there.
+//!   under its sha256; `existed` says whether it was already there. Unless the control plane
+//!   runs with `--no-precompile`, the upload also compiles the component with the nodes'
+//!   settings (once per component and engine; 400 with wasmtime's message when it cannot),
+//!   and every snapshot names that code per version (`compiled`, with the snapshot's
+//!   `engine`), so nodes with the same engine load it instead of compiling.
 //! - **Function names**: `[a-z0-9][a-z0-9-]{0,62}`, else 400. Unknown function: 404.
 //! - **New version**: `digest` must name an uploaded component (400 otherwise). Creates the
 //!   function if new, adds version N+1, makes it active, ends any canary, and adds `routes`
@@ -87,6 +92,7 @@ use tracing::Instrument as _;
 
 use self::body::Body;
 use self::error::ApiError;
+use crate::compiler::Compiler;
 use crate::components::Components;
 use crate::store::{self, Store, TokenIdentity};
 
@@ -95,6 +101,8 @@ use crate::store::{self, Store, TokenIdentity};
 pub(crate) struct State {
     pub(crate) store: Arc<Store>,
     pub(crate) components: Arc<Components>,
+    /// Compiles uploads for the nodes; none with `--no-precompile`.
+    pub(crate) compiler: Option<Arc<Compiler>>,
     pub(crate) max_component_bytes: u64,
     /// Turns true when the control plane stops, to end long-polls.
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -121,6 +129,7 @@ enum Endpoint<'a> {
     Revision,
     Components,
     Component(&'a str),
+    Compiled(&'a str),
     Functions,
     Function(&'a str),
     Versions(&'a str),
@@ -146,6 +155,7 @@ impl<'a> Endpoint<'a> {
             ["v1", "revision"] => Self::Revision,
             ["v1", "components"] => Self::Components,
             ["v1", "components", digest] => Self::Component(digest),
+            ["v1", "compiled", sha256] => Self::Compiled(sha256),
             ["v1", "functions"] => Self::Functions,
             ["v1", "functions", name] => Self::Function(name),
             ["v1", "functions", name, "versions"] => Self::Versions(name),
@@ -170,6 +180,7 @@ impl<'a> Endpoint<'a> {
             Self::Healthz
             | Self::Revision
             | Self::Component(_)
+            | Self::Compiled(_)
             | Self::Functions
             | Self::Nodes
             | Self::Snapshot => GET,
@@ -191,7 +202,9 @@ impl<'a> Endpoint<'a> {
         match self {
             Self::Healthz => &[],
             Self::Component(_) => &[Scope::Node, Scope::Deploy],
-            Self::Register | Self::NodeStatus(_) | Self::Snapshot => &[Scope::Node],
+            Self::Compiled(_) | Self::Register | Self::NodeStatus(_) | Self::Snapshot => {
+                &[Scope::Node]
+            }
             Self::Tokens | Self::Token(_) => &[Scope::Admin],
             _ if *method == Method::GET => &[Scope::Read],
             _ => &[Scope::Deploy],
@@ -258,6 +271,7 @@ async fn route(state: &Arc<State>, request: Request<Incoming>) -> Result<Respons
         }))),
         (E::Components, _) => deploy::upload(state, request).await,
         (E::Component(digest), _) => deploy::download(state, digest).await,
+        (E::Compiled(sha256), _) => deploy::download_compiled(state, sha256).await,
         (E::Functions, _) => deploy::list_functions(state).await,
         (E::Function(name), Method::GET) => deploy::get_function(state, name).await,
         (E::Function(name), _) => deploy::delete_function(state, name).await,
@@ -360,6 +374,7 @@ mod tests {
         assert_eq!(E::Function("f").scopes(&Method::DELETE), [Scope::Deploy]);
         assert_eq!(E::Routes.scopes(&Method::PUT), [Scope::Deploy]);
         assert_eq!(E::Snapshot.scopes(&Method::GET), [Scope::Node]);
+        assert_eq!(E::Compiled("d").scopes(&Method::GET), [Scope::Node]);
         assert_eq!(E::Tokens.scopes(&Method::GET), [Scope::Admin]);
         assert_eq!(
             E::Component("d").scopes(&Method::GET),

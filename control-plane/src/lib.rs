@@ -2,11 +2,13 @@
 //!
 //! ```text
 //! edge CLI ─▶ server (TCP, rustls, hyper h1/h2) ─▶ api (route, authenticate, check)
-//!   PUT /v1/components ─▶ check_component ─▶ components/<sha256> (temp file, fsync, rename)
+//!   PUT /v1/components ─▶ check_component ─▶ compile once for the nodes ─▶ compiled/<sha256>
+//!                      ─▶ components/<sha256> (temp file, fsync, rename)
 //!   deploy, rollback, canary, routes ─▶ store: one SQLite transaction, revision += 1
 //!        ─▶ new Snapshot built and serialised once ─▶ watch channel
 //! edge node ─▶ GET /v1/snapshot?after=REV (long-poll on the watch) ◀─ the new Snapshot
-//!           ─▶ GET /v1/components/{sha256}, POST /v1/nodes/{id}/status ─▶ store
+//!           ─▶ GET /v1/components/{sha256}, /v1/compiled/{sha256}
+//!           ─▶ POST /v1/nodes/{id}/status ─▶ store
 //! ```
 //!
 //! [`ControlPlane::bind`] opens the data dir (database and components), creates the first
@@ -16,6 +18,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod compiler;
 pub mod components;
 pub mod server;
 pub mod store;
@@ -33,6 +36,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::api::State;
+use crate::compiler::Compiler;
 use crate::components::Components;
 use crate::store::Store;
 
@@ -50,6 +54,8 @@ pub const DATABASE_FILE: &str = "control-plane.db";
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 /// The folder in the data dir holding the components.
 pub const COMPONENTS_DIR: &str = "components";
+/// The folder in the data dir holding the code compiled for the nodes.
+pub const COMPILED_DIR: &str = "compiled";
 
 pub use edge_serving::TlsFiles;
 
@@ -64,6 +70,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Largest component upload, in bytes.
     pub max_component_bytes: u64,
+    /// Compile each upload once for the nodes (see [`compiler`]).
+    pub precompile: bool,
     /// Time open connections get to finish at shutdown.
     pub shutdown_timeout: Duration,
 }
@@ -126,9 +134,11 @@ impl ControlPlane {
     /// Any [`StartError`], each naming the file or address and the fix.
     pub async fn bind(config: Config) -> Result<Self, StartError> {
         let data_dir = config.data_dir.clone();
-        let (store, components) = tokio::task::spawn_blocking(move || open_data_dir(&data_dir))
-            .await
-            .expect("opening the data dir does not panic")?;
+        let precompile = config.precompile;
+        let (store, components, compiler) =
+            tokio::task::spawn_blocking(move || open_data_dir(&data_dir, precompile))
+                .await
+                .expect("opening the data dir does not panic")?;
         let tls = config
             .tls
             .as_ref()
@@ -151,6 +161,7 @@ impl ControlPlane {
         let state = Arc::new(State {
             store,
             components,
+            compiler,
             max_component_bytes: config.max_component_bytes,
             shutdown,
         });
@@ -203,15 +214,28 @@ impl ControlPlane {
     }
 }
 
-fn open_data_dir(data_dir: &Path) -> Result<(Arc<Store>, Arc<Components>), StartError> {
+type DataDir = (Arc<Store>, Arc<Components>, Option<Arc<Compiler>>);
+
+fn open_data_dir(data_dir: &Path, precompile: bool) -> Result<DataDir, StartError> {
     let dir_error = |source| StartError::DataDir {
         path: data_dir.to_owned(),
         source,
     };
     std::fs::create_dir_all(data_dir).map_err(dir_error)?;
-    let store = Store::open(&data_dir.join(DATABASE_FILE))?;
+    let compiler = precompile
+        .then(|| Compiler::open(&data_dir.join(COMPILED_DIR)))
+        .transpose()
+        .map_err(dir_error)?;
+    let store = Store::open(
+        &data_dir.join(DATABASE_FILE),
+        compiler.as_ref().map(Compiler::key),
+    )?;
     let components = Components::open(&data_dir.join(COMPONENTS_DIR)).map_err(dir_error)?;
-    Ok((Arc::new(store), Arc::new(components)))
+    Ok((
+        Arc::new(store),
+        Arc::new(components),
+        compiler.map(Arc::new),
+    ))
 }
 
 /// Creates an admin token, writing it to the token file before storing it: if the write

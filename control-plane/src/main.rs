@@ -40,6 +40,11 @@ struct ServeArgs {
     /// Largest component upload, in bytes.
     #[arg(long, env = "EDGE_CP_MAX_COMPONENT_BYTES", default_value_t = edge_control_plane::DEFAULT_MAX_COMPONENT_BYTES)]
     max_component_bytes: u64,
+    /// Do not compile uploads for the nodes: each node compiles every new component itself.
+    /// For a control plane on another kind of CPU than the nodes (its code would not load
+    /// there), or nodes run with --compile-locally.
+    #[arg(long, env = "EDGE_CP_NO_PRECOMPILE")]
+    no_precompile: bool,
     /// Log format: json for machines, pretty for people; auto picks pretty on a terminal.
     #[arg(long, env = "EDGE_CP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     log_format: LogFormat,
@@ -76,6 +81,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .zip(args.tls_key)
             .map(|(cert, key)| TlsFiles { cert, key }),
         max_component_bytes: args.max_component_bytes,
+        precompile: !args.no_precompile,
         shutdown_timeout: edge_control_plane::DEFAULT_SHUTDOWN_TIMEOUT,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

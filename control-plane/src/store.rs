@@ -130,6 +130,8 @@ pub struct Store {
     path: PathBuf,
     published: watch::Sender<Arc<Published>>,
     tokens: RwLock<HashMap<[u8; 32], TokenIdentity>>,
+    /// The engine whose compiled code snapshots offer, when the control plane compiles.
+    engine: Option<String>,
 }
 
 impl std::fmt::Debug for Store {
@@ -143,12 +145,13 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens (creating if needed) the database at `path`, migrates its schema, and takes an
-    /// exclusive lock on it for as long as the store lives.
+    /// exclusive lock on it for as long as the store lives. Snapshots offer the code compiled
+    /// for `engine` (an `edge_engine::key`), when given.
     ///
     /// # Errors
     /// [`Error::Open`] for an unreadable or damaged file, [`Error::Locked`] when another
     /// process has it, [`Error::TooNew`] for a schema from a newer build.
-    pub fn open(path: &Path) -> Result<Store> {
+    pub fn open(path: &Path, engine: Option<&str>) -> Result<Store> {
         let open_error = |source: rusqlite::Error| {
             if source.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) {
                 Error::Locked {
@@ -190,7 +193,7 @@ impl Store {
         let snapshot = {
             let tx = conn.transaction()?;
             let revision = current_revision(&tx)?;
-            functions::snapshot(&tx, revision)?
+            functions::snapshot(&tx, revision, engine)?
         };
         let tokens = access::load_tokens(&conn)?;
         let (published, _) = watch::channel(Arc::new(Published::new(snapshot)));
@@ -199,6 +202,7 @@ impl Store {
             path: path.to_owned(),
             published,
             tokens: RwLock::new(tokens),
+            engine: engine.map(str::to_owned),
         })
     }
 
@@ -231,7 +235,7 @@ impl Store {
         let value = edit(&tx)?;
         tx.execute("UPDATE state SET revision = revision + 1 WHERE id = 1", [])?;
         let revision = current_revision(&tx)?;
-        let snapshot = functions::snapshot(&tx, revision)?;
+        let snapshot = functions::snapshot(&tx, revision, self.engine.as_deref())?;
         tx.commit()?;
         // Still under the connection lock: no later revision can be published before this one.
         self.published

@@ -52,6 +52,10 @@ struct ServeArgs {
     /// The name this node registers under (default: host name and port).
     #[arg(long, env = "EDGE_NODE_NAME")]
     node_name: Option<String>,
+    /// Compile every component here instead of loading the machine code the control plane
+    /// compiled for nodes like this one (trusting the control plane with native code).
+    #[arg(long, env = "EDGE_COMPILE_LOCALLY", requires = "control_plane")]
+    compile_locally: bool,
     /// Address of the public listener; port 0 picks a free port.
     #[arg(long, env = "EDGE_LISTEN", default_value = config::DEFAULT_LISTEN)]
     listen: SocketAddr,
@@ -180,6 +184,7 @@ fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
         url: url.trim_end_matches('/').to_owned(),
         token: args.token.unwrap_or_default(),
         node_name: args.node_name.unwrap_or_default(),
+        precompiled: !args.compile_locally,
     });
     let data_dir = match (&control_plane, args.data_dir) {
         (Some(_), None) => Some(PathBuf::from("edge-node-data")),

@@ -133,6 +133,7 @@ pub enum Error {
 /// The engine, linker and artifact cache shared by every function of the process.
 pub struct Runtime {
     engine: Engine,
+    engine_key: String,
     linker: Linker<Host>,
     artifacts: Option<ArtifactCache>,
     metrics: Arc<Metrics>,
@@ -244,6 +245,7 @@ impl Runtime {
             .transpose()?;
         spawn_epoch_ticker(&engine);
         Ok(Self {
+            engine_key: edge_engine::key(&engine),
             engine,
             linker,
             artifacts,
@@ -255,6 +257,32 @@ impl Runtime {
     /// The engine (for benchmarks and tools that compile on their own).
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// What compiled code must have been built for to run here ([`edge_engine::key`]).
+    pub fn engine_key(&self) -> &str {
+        &self.engine_key
+    }
+
+    /// Whether the artifact cache holds compiled code for the component `digest`. False
+    /// without a cache.
+    pub fn has_artifact(&self, digest: &str) -> bool {
+        self.artifacts.as_ref().is_some_and(|a| a.contains(digest))
+    }
+
+    /// Puts `compiled`, code built elsewhere for this engine (the control plane's), into the
+    /// artifact cache for the component `digest`, so that loading it compiles nothing. Code
+    /// wasmtime refuses at load is compiled again from the component, as a corrupt file is.
+    ///
+    /// # Errors
+    /// There is no cache (no data dir), or it cannot be written.
+    pub fn store_artifact(&self, digest: &str, compiled: &[u8]) -> std::io::Result<()> {
+        match &self.artifacts {
+            Some(artifacts) => artifacts.store(digest, compiled),
+            None => Err(std::io::Error::other(
+                "the node has no data dir for compiled code",
+            )),
+        }
     }
 
     /// Loads the component file at `path` as function `name`.
@@ -538,14 +566,12 @@ fn engine_config(config: &EngineConfig) -> Config {
         .pagemap_scan(wasmtime::Enabled::Auto)
         .linear_memory_keep_resident(KEEP_RESIDENT)
         .table_keep_resident(TABLE_KEEP_RESIDENT);
-    let mut cfg = Config::new();
-    cfg.wasm_component_model(true)
-        .epoch_interruption(true)
-        .memory_init_cow(true)
-        .allocation_strategy(match config.allocator {
-            Allocator::Pooling => InstanceAllocationStrategy::Pooling(pool),
-            Allocator::OnDemand => InstanceAllocationStrategy::OnDemand,
-        });
+    // What the code looks like is shared with the control plane, which precompiles for nodes.
+    let mut cfg = edge_engine::config();
+    cfg.allocation_strategy(match config.allocator {
+        Allocator::Pooling => InstanceAllocationStrategy::Pooling(pool),
+        Allocator::OnDemand => InstanceAllocationStrategy::OnDemand,
+    });
     cfg
 }
 

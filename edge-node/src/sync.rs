@@ -3,6 +3,8 @@
 //! ```text
 //! register ─▶ GET /v1/snapshot?after=REV&wait=30 (long-poll: answers the moment a change lands)
 //!          ─▶ fetch the components it lacks, by digest (sha256 checked) ─▶ save them to disk
+//!             and with each, the control plane's compiled code when it is for this engine
+//!             (sha256 checked) ─▶ the artifact cache
 //!          ─▶ load every function of the snapshot (precompiled artifact, or Cranelift)
 //!          ─▶ swap the routing table in one store ─▶ save the snapshot ─▶ report the revision
 //! any error ─▶ the old table keeps serving; retry after a backoff (0.1 s doubling to 10 s,
@@ -10,7 +12,10 @@
 //! ```
 //!
 //! No request ever meets a half-applied snapshot or waits for Cranelift: everything is loaded
-//! before the one `ArcSwap::store`. On start the node serves the snapshot saved on disk, so a
+//! before the one `ArcSwap::store`. The control plane compiles each component once, so a
+//! deploy costs a node a download and an mmap rather than a compilation; compiled code that
+//! is missing, corrupt, or for another engine (a different wasmtime build or CPU) is only
+//! a slower path: the node compiles the component itself. On start the node serves the snapshot saved on disk, so a
 //! node restarted while the control plane is down serves what it served before.
 
 pub mod disk;
@@ -47,6 +52,9 @@ pub struct SyncConfig {
     pub token: String,
     /// The name the node registers under.
     pub node_name: String,
+    /// Load the machine code the control plane compiled, when it is for this node's engine,
+    /// instead of compiling here.
+    pub precompiled: bool,
 }
 
 /// Why a snapshot could not be applied.
@@ -77,7 +85,7 @@ pub enum ApplyError {
 
 /// Turns snapshots into routing tables, reusing functions loaded for earlier ones.
 pub(crate) struct Applier {
-    runtime: Arc<Runtime>,
+    pub(crate) runtime: Arc<Runtime>,
     disk: Disk,
     defaults: Limits,
     loaded: HashMap<(String, u32, String), Arc<Function>>,
@@ -377,8 +385,56 @@ impl Sync {
         }
     }
 
-    /// Fetches every component of `snapshot` that is not on disk, checking each digest.
+    /// Fetches every component of `snapshot` that is not on disk, checking each digest, and
+    /// the compiled code the snapshot offers for those this node has no code for.
     async fn fetch_components(&self, snapshot: &Snapshot) -> Result<(), String> {
+        let runtime = &self.applier.runtime;
+        let compiled =
+            self.config.precompiled && snapshot.engine.as_deref() == Some(runtime.engine_key());
+        let wanted: HashMap<&str, &str> = compiled
+            .then(|| snapshot.compiled())
+            .into_iter()
+            .flatten()
+            .filter(|(digest, _)| !runtime.has_artifact(digest))
+            .collect();
+        let (components, ()) = tokio::join!(self.fetch_missing(snapshot), async {
+            for (digest, sha256) in &wanted {
+                self.fetch_compiled(digest, sha256).await;
+            }
+        });
+        components
+    }
+
+    /// Fetches the code `sha256` compiled from component `digest` into the artifact cache.
+    /// Best effort: without it the node compiles the component.
+    async fn fetch_compiled(&self, digest: &str, sha256: &str) {
+        let url = format!("{}{}/{sha256}", self.config.url, paths::COMPILED);
+        let fetched = match self.fetch(&url, "compiled code").await {
+            Ok(bytes) => bytes,
+            Err(why) => {
+                tracing::warn!(digest, "{why}; compiling the component here instead");
+                return;
+            }
+        };
+        let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&fetched));
+        if actual != sha256 {
+            tracing::warn!(
+                digest,
+                expected = sha256,
+                actual,
+                "compiled code arrived corrupt (sha256 mismatch); discarded, compiling the component here instead"
+            );
+            return;
+        }
+        if let Err(e) = self.applier.runtime.store_artifact(digest, &fetched) {
+            tracing::warn!(
+                digest,
+                "cannot keep compiled code ({e}); compiling the component here instead"
+            );
+        }
+    }
+
+    async fn fetch_missing(&self, snapshot: &Snapshot) -> Result<(), String> {
         for digest in snapshot.digests() {
             if self.applier.disk().component(digest).is_some() {
                 continue;
@@ -410,24 +466,26 @@ impl Sync {
     }
 
     async fn fetch_component(&self, digest: &str) -> Result<bytes::Bytes, String> {
+        let url = format!("{}{}/{digest}", self.config.url, paths::COMPONENTS);
+        self.fetch(&url, &format!("component {digest}")).await
+    }
+
+    async fn fetch(&self, url: &str, what: &str) -> Result<bytes::Bytes, String> {
         let response = self
             .client
-            .get(format!("{}{}/{digest}", self.config.url, paths::COMPONENTS))
+            .get(url)
             .bearer_auth(&self.config.token)
             .timeout(Duration::from_secs(120))
             .send()
             .await
-            .map_err(|e| format!("fetching component {digest}: {e}"))?;
+            .map_err(|e| format!("fetching {what}: {e}"))?;
         if !response.status().is_success() {
-            return Err(format!(
-                "fetching component {digest}: {}",
-                refusal(response).await
-            ));
+            return Err(format!("fetching {what}: {}", refusal(response).await));
         }
         response
             .bytes()
             .await
-            .map_err(|e| format!("fetching component {digest}: {e}"))
+            .map_err(|e| format!("fetching {what}: {e}"))
     }
 }
 

@@ -72,8 +72,15 @@ impl Fleet {
     }
 
     fn start_node(&self, i: usize) -> NodeProcess {
-        NodeBuilder::default()
-            .arg("--control-plane")
+        self.start_node_with(i, &[])
+    }
+
+    fn start_node_with(&self, i: usize, args: &[&str]) -> NodeProcess {
+        let mut node = NodeBuilder::default();
+        for arg in args {
+            node = node.arg(*arg);
+        }
+        node.arg("--control-plane")
             .arg(self.cp.url().to_owned())
             .arg("--token")
             .arg(&self.node_token)
@@ -313,6 +320,70 @@ fn a_corrupt_component_is_refused_and_fetched_again() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(answer(&node), V1);
+    fleet.nodes.push(node);
+}
+
+/// What the node's log says about how function `name` became ready.
+fn how_loaded(node: &NodeProcess) -> Vec<String> {
+    node.logs()
+        .lines()
+        .filter(|line| line.contains("function ready"))
+        .map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            line["how"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn nodes_run_the_code_the_control_plane_compiled() {
+    let fleet = Fleet::start(2);
+    fleet.deploy(&guest("hello"), "site", "/");
+    for node in &fleet.nodes {
+        assert_eq!(answer(node), V1);
+        assert_eq!(how_loaded(node), ["loaded precompiled artifact"]);
+    }
+    assert_eq!(fleet.cp.logs().matches("compiled for the nodes").count(), 1);
+
+    // A node told to trust only its own compiler compiles.
+    let mut own = fleet.start_node_with(2, &["--compile-locally"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&format!("http://{}/", own.addr())).0 != 200 {
+        assert!(Instant::now() < deadline, "never served:\n{}", own.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(how_loaded(&own), ["compiled with Cranelift"]);
+    own.terminate(Duration::from_secs(10));
+}
+
+#[test]
+fn corrupt_compiled_code_is_discarded_and_the_node_compiles() {
+    let mut fleet = Fleet::start(0);
+    fleet.deploy(&guest("hello"), "site", "/");
+    let dir = fleet.cp.data_dir().join("compiled");
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut code = std::fs::read(&files[0]).unwrap();
+    let middle = code.len() / 2;
+    code[middle] ^= 0xff;
+    std::fs::write(&files[0], &code).unwrap();
+
+    let node = fleet.start_node(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while get(&format!("http://{}/", node.addr())).0 != 200 {
+        assert!(Instant::now() < deadline, "never served:\n{}", node.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(answer(&node), V1);
+    assert!(
+        node.logs().contains("compiled code arrived corrupt"),
+        "{}",
+        node.logs()
+    );
+    assert_eq!(how_loaded(&node), ["compiled with Cranelift"]);
     fleet.nodes.push(node);
 }
 

@@ -27,6 +27,9 @@ pub type Revision = u64;
 pub mod paths {
     /// `PUT` a component's bytes; answers [`super::Uploaded`].
     pub const COMPONENTS: &str = "/v1/components";
+    /// `GET /v1/compiled/{sha256}`: machine code the control plane compiled for nodes whose
+    /// engine is the snapshot's `engine`.
+    pub const COMPILED: &str = "/v1/compiled";
     /// `GET` the snapshot after `?after=REV`, waiting up to `&wait=SECS` for one.
     pub const SNAPSHOT: &str = "/v1/snapshot";
     /// `GET` the functions; `/v1/functions/{name}/...` for one.
@@ -51,6 +54,10 @@ pub struct Snapshot {
     pub functions: BTreeMap<String, FunctionDeployment>,
     /// Routes to those functions.
     pub routes: Vec<Route>,
+    /// The engine (`edge_engine::key`) the versions' `compiled`
+    /// code is for; a node with another engine compiles the components itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 impl Snapshot {
@@ -67,6 +74,15 @@ impl Snapshot {
         digests.sort_unstable();
         digests.dedup();
         digests
+    }
+
+    /// Each component digest with the sha256 of the code compiled from it, for the versions
+    /// that have some.
+    pub fn compiled(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.functions
+            .values()
+            .flat_map(|f| std::iter::once(&f.active).chain(f.canary.as_ref().map(|c| &c.version)))
+            .filter_map(|v| Some((v.digest.as_str(), v.compiled.as_deref()?)))
     }
 }
 
@@ -95,6 +111,10 @@ pub struct Version {
     /// Limits; unset fields take the node's defaults.
     #[serde(default)]
     pub limits: Limits,
+    /// The sha256 of the component's machine code, compiled by the control plane for the
+    /// snapshot's `engine` (`GET /v1/compiled/{sha256}`); absent when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compiled: Option<String>,
 }
 
 /// A canary: `version` takes `percent` of a function's requests.
@@ -462,6 +482,7 @@ mod tests {
             digest: d.into(),
             env: BTreeMap::new(),
             limits: Limits::default(),
+            compiled: None,
         };
         let mut s = Snapshot::default();
         s.functions.insert(

@@ -3,9 +3,12 @@
 //!
 //! Run it through `benches/converge.sh` (builds the release binaries and points this at them).
 //! Every deploy is a NEW component (the hello example plus a custom section naming the
-//! round), so each node fetches it and compiles it with Cranelift: the worst case. A second
-//! series rolls back one version at a time: each node fetches the component again (it keeps
-//! only those it serves) but finds its compiled code in its artifact cache.
+//! round): the control plane compiles it at upload, and each node fetches the component and
+//! that code. With `COMPILE_LOCALLY=1` the nodes run with `--compile-locally` and each
+//! compiles it with Cranelift instead: the worst case. Also printed: the upload (check and
+//! compile), and the whole of it, upload start to every node serving. A second series rolls
+//! back one version at a time: each node fetches the component again (it keeps only those it
+//! serves) but finds its compiled code in its artifact cache.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +20,7 @@ use edge_wire::{
 fn main() {
     let nodes: usize = env_or("NODES", 10);
     let deploys: usize = env_or("DEPLOYS", 20);
+    let compile_locally = env_or("COMPILE_LOCALLY", 0) == 1;
     let dir = edge_tests::temp_dir();
     let cp = ControlPlaneBuilder::default()
         .data_dir(&dir.path().join("cp"))
@@ -36,8 +40,12 @@ fn main() {
     let node_token = node_token.token.expect("a new token carries its secret");
     let fleet: Vec<_> = (0..nodes)
         .map(|i| {
-            NodeBuilder::default()
-                .arg("--control-plane")
+            let node = if compile_locally {
+                NodeBuilder::default().arg("--compile-locally")
+            } else {
+                NodeBuilder::default()
+            };
+            node.arg("--control-plane")
                 .arg(cp.url().to_owned())
                 .arg("--token")
                 .arg(node_token.clone())
@@ -57,12 +65,19 @@ fn main() {
     }
     let hello = std::fs::read(guest("hello")).expect("the hello example");
     println!(
-        "{nodes} nodes, {deploys} deploys of a new component each (fetch + Cranelift on every node)"
+        "{nodes} nodes, {deploys} deploys of a new component each ({})",
+        if compile_locally {
+            "every node fetches it and compiles it with Cranelift"
+        } else {
+            "compiled once at upload; every node fetches it and its code"
+        }
     );
-    let mut fresh = Vec::new();
+    let (mut fresh, mut uploads, mut whole) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..deploys {
         let bytes = with_custom_section(&hello, &format!("edge-bench-{round}"));
+        let started = Instant::now();
         let uploaded: Uploaded = api.put("/v1/components", bytes);
+        uploads.push(started.elapsed());
         let changed: Changed = api.post(
             "/v1/functions/bench/versions",
             &NewVersion {
@@ -72,8 +87,11 @@ fn main() {
             },
         );
         fresh.push(api.converge(changed.revision, nodes));
+        whole.push(started.elapsed());
     }
-    report("new component", &mut fresh);
+    report("new component, deploy call to all serving", &mut fresh);
+    report("upload (check, compile, store)", &mut uploads);
+    report("upload start to all serving", &mut whole);
 
     println!(
         "{nodes} nodes, {} rollbacks, each to the version before (fetched again, compiled code from the node's artifact cache)",

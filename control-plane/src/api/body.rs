@@ -158,8 +158,8 @@ pub(crate) async fn read_upload(
     })
 }
 
-/// A 200 answer streaming `file` (of `len` bytes) as `application/wasm`.
-pub(crate) fn wasm_file(file: tokio::fs::File, len: u64) -> Response<Body> {
+/// A 200 answer streaming `file` (of `len` bytes) as `content_type`.
+pub(crate) fn file(file: tokio::fs::File, len: u64, content_type: &'static str) -> Response<Body> {
     let chunks = futures::stream::unfold(Some(file), |file| async move {
         let mut file = file?;
         let mut buffer = vec![0; CHUNK];
@@ -175,7 +175,7 @@ pub(crate) fn wasm_file(file: tokio::fs::File, len: u64) -> Response<Body> {
     });
     let mut response = Response::new(StreamBody::new(chunks).boxed_unsync());
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/wasm"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
     response
 }

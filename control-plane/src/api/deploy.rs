@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 use super::body::{self, Body, read_json};
 use super::error::ApiError;
 use super::{State, now_ms};
+use crate::compiler::{CompileError, Compiler};
 
 type Answer = Result<Response<Body>, ApiError>;
 
@@ -26,16 +27,29 @@ pub(super) async fn upload(state: &Arc<State>, request: Request<Incoming>) -> An
         state.max_component_bytes,
     )
     .await?;
-    let components = state.components.clone();
+    let state2 = state.clone();
     let digest = upload.digest.clone();
     let size = upload.bytes.len() as u64;
-    // Validating a component is CPU work, and storing it is file I/O: both off the runtime.
+    // Validating and compiling a component is CPU work, and storing it is file I/O: all off
+    // the runtime. Compiled first, so a component wasmtime refuses is not kept.
     let existed = tokio::task::spawn_blocking(move || {
+        let state = state2;
         edge_wire::check_component(&upload.bytes)
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        components
+        let compiled = match &state.compiler {
+            Some(compiler) => compile(&state, compiler, &upload.digest, &upload.bytes)?,
+            None => None,
+        };
+        let existed = state
+            .components
             .store(&upload.digest, &upload.bytes)
-            .map_err(|e| ApiError::internal(format!("cannot store a component: {e}")))
+            .map_err(|e| ApiError::internal(format!("cannot store a component: {e}")))?;
+        if let (Some(compiler), Some(sha256)) = (&state.compiler, compiled) {
+            state
+                .store
+                .add_compiled(&upload.digest, compiler.key(), &sha256)?;
+        }
+        Ok::<_, ApiError>(existed)
     })
     .await
     .map_err(ApiError::internal)??;
@@ -47,6 +61,25 @@ pub(super) async fn upload(state: &Arc<State>, request: Request<Incoming>) -> An
     }))
 }
 
+/// Compiles `bytes` for the nodes unless code for them is already stored; the new code's
+/// sha256, to record once the component itself is stored.
+fn compile(
+    state: &State,
+    compiler: &Compiler,
+    digest: &str,
+    bytes: &[u8],
+) -> Result<Option<String>, ApiError> {
+    if let Some(sha256) = state.store.compiled(digest, compiler.key())?
+        && compiler.code().contains(&sha256)
+    {
+        return Ok(None);
+    }
+    compiler.compile(bytes).map(Some).map_err(|e| match e {
+        CompileError::Invalid(_) => ApiError::bad_request(e.to_string()),
+        CompileError::Store(_) => ApiError::internal(e.to_string()),
+    })
+}
+
 /// `GET /v1/components/{digest}`.
 pub(super) async fn download(state: &Arc<State>, digest: &str) -> Answer {
     let Some(path) = state.components.path(digest) else {
@@ -54,12 +87,38 @@ pub(super) async fn download(state: &Arc<State>, digest: &str) -> Answer {
             "{digest:?} is not a component digest (64 lowercase hex digits of sha256)"
         )));
     };
-    let file = match tokio::fs::File::open(&path).await {
+    send_file(&path, "application/wasm", || {
+        format!("there is no component with digest {digest}; upload it with PUT /v1/components")
+    })
+    .await
+}
+
+/// `GET /v1/compiled/{sha256}`.
+pub(super) async fn download_compiled(state: &Arc<State>, sha256: &str) -> Answer {
+    let path = state
+        .compiler
+        .as_ref()
+        .and_then(|c| c.code().path(sha256))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "there is no compiled code {sha256:?} (this control plane runs with --no-precompile, or the name is not a sha256); compile the component on the node"
+            ))
+        })?;
+    send_file(&path, "application/octet-stream", || {
+        format!("there is no compiled code {sha256}; compile the component on the node")
+    })
+    .await
+}
+
+async fn send_file(
+    path: &std::path::Path,
+    content_type: &'static str,
+    missing: impl FnOnce() -> String,
+) -> Answer {
+    let file = match tokio::fs::File::open(path).await {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::not_found(format!(
-                "there is no component with digest {digest}; upload it with PUT /v1/components"
-            )));
+            return Err(ApiError::not_found(missing()));
         }
         Err(e) => return Err(ApiError::internal(format!("cannot open {path:?}: {e}"))),
     };
@@ -68,7 +127,7 @@ pub(super) async fn download(state: &Arc<State>, digest: &str) -> Answer {
         .await
         .map_err(|e| ApiError::internal(format!("cannot stat {path:?}: {e}")))?
         .len();
-    Ok(body::wasm_file(file, len))
+    Ok(body::file(file, len, content_type))
 }
 
 /// `GET /v1/functions`.

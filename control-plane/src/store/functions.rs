@@ -17,6 +17,31 @@ struct FunctionRow {
 }
 
 impl Store {
+    /// The sha256 of the code compiled from `component` for `engine`, if there is one.
+    pub fn compiled(&self, component: &str, engine: &str) -> Result<Option<String>> {
+        self.read(|tx| {
+            Ok(tx
+                .query_row(
+                    "SELECT sha256 FROM compiled WHERE component = ?1 AND engine = ?2",
+                    (component, engine),
+                    |row| row.get(0),
+                )
+                .optional()?)
+        })
+    }
+
+    /// Records that `sha256` is the code compiled from `component` for `engine`. Not a change
+    /// of the served model: the revision stays; the next snapshot offers it.
+    pub fn add_compiled(&self, component: &str, engine: &str, sha256: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO compiled (component, engine, sha256) VALUES (?1, ?2, ?3)",
+                (component, engine, sha256),
+            )?;
+            Ok(())
+        })
+    }
+
     /// Adds version N+1 of `name` (creating the function if new), makes it active, ends any
     /// canary, and points `new.routes` at it; a route that pointed at another function is
     /// moved. The caller checks that the component `new.digest` was uploaded.
@@ -398,8 +423,23 @@ fn routes(tx: &Transaction<'_>) -> Result<Vec<Route>> {
     Ok(routes)
 }
 
-/// The snapshot at `revision`, read inside the transaction that made it.
-pub(super) fn snapshot(tx: &Transaction<'_>, revision: Revision) -> Result<Snapshot> {
+/// The snapshot at `revision`, read inside the transaction that made it, offering the code
+/// compiled for `engine`.
+pub(super) fn snapshot(
+    tx: &Transaction<'_>,
+    revision: Revision,
+    engine: Option<&str>,
+) -> Result<Snapshot> {
+    let mut compiled_for =
+        tx.prepare_cached("SELECT sha256 FROM compiled WHERE component = ?1 AND engine = ?2")?;
+    let mut compiled = |digest: &str| -> Result<Option<String>> {
+        let Some(engine) = engine else {
+            return Ok(None);
+        };
+        Ok(compiled_for
+            .query_row((digest, engine), |row| row.get(0))
+            .optional()?)
+    };
     let names = tx
         .prepare("SELECT name FROM functions ORDER BY name")?
         .query_map([], |row| row.get::<_, String>(0))?
@@ -411,19 +451,18 @@ pub(super) fn snapshot(tx: &Transaction<'_>, revision: Revision) -> Result<Snaps
             .into_iter()
             .map(|v| (v.version, v))
             .collect();
-        let mut take = |number: u32| {
-            by_number
-                .remove(&number)
-                .map(|v| Version {
-                    version: v.version,
-                    digest: v.digest,
-                    env: v.env,
-                    limits: v.limits,
-                })
-                .ok_or(Error::Corrupt {
-                    what: "function",
-                    detail: format!("`{name}` names version {number}, which does not exist"),
-                })
+        let mut take = |number: u32| -> Result<Version> {
+            let v = by_number.remove(&number).ok_or(Error::Corrupt {
+                what: "function",
+                detail: format!("`{name}` names version {number}, which does not exist"),
+            })?;
+            Ok(Version {
+                compiled: compiled(&v.digest)?,
+                version: v.version,
+                digest: v.digest,
+                env: v.env,
+                limits: v.limits,
+            })
         };
         let active = take(row.active)?;
         let canary = match row.canary {
@@ -439,5 +478,6 @@ pub(super) fn snapshot(tx: &Transaction<'_>, revision: Revision) -> Result<Snaps
         revision,
         functions,
         routes: routes(tx)?,
+        engine: engine.map(str::to_owned),
     })
 }

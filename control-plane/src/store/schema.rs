@@ -64,6 +64,16 @@ const MIGRATIONS: &[&str] = &[
         last_seen_unix_ms INTEGER NOT NULL
     );
     ",
+    // 2: machine code compiled for nodes, per component and engine (`edge_engine::key`); the
+    // code itself is in `compiled/<sha256>`. Components are never deleted, so neither is this.
+    r"
+    CREATE TABLE compiled (
+        component TEXT NOT NULL,
+        engine    TEXT NOT NULL,
+        sha256    TEXT NOT NULL,
+        PRIMARY KEY (component, engine)
+    );
+    ",
 ];
 
 /// The schema version this build writes.

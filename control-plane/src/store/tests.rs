@@ -8,7 +8,7 @@ const T0: u64 = 1_700_000_000_000;
 
 fn open() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("cp.db")).unwrap();
+    let store = Store::open(&dir.path().join("cp.db"), None).unwrap();
     (dir, store)
 }
 
@@ -283,7 +283,7 @@ fn tokens_are_stored_as_sha256_only() {
     assert!(!raw.windows(11).any(|w| w == b"edge_secret"));
 
     // The token table is loaded again on open; deleted tokens stop working.
-    let store = Store::open(&dir.path().join("cp.db")).unwrap();
+    let store = Store::open(&dir.path().join("cp.db"), None).unwrap();
     assert_eq!(
         store.authenticate("edge_other").map(|t| t.scope),
         Some(Scope::Read)
@@ -341,7 +341,7 @@ fn state_survives_reopening() {
     store.set_canary("f", 1, 30).unwrap();
     let before = store.published();
     drop(store);
-    let store = Store::open(&dir.path().join("cp.db")).unwrap();
+    let store = Store::open(&dir.path().join("cp.db"), None).unwrap();
     assert_eq!(store.revision(), 3);
     assert_eq!(store.published().snapshot, before.snapshot);
     assert_eq!(store.published().json, before.json);
@@ -352,14 +352,14 @@ fn state_survives_reopening() {
 fn a_second_process_cannot_open_a_database_in_use() {
     let (dir, store) = open();
     let path = dir.path().join("cp.db");
-    match Store::open(&path) {
+    match Store::open(&path, None) {
         Err(error @ Error::Locked { .. }) => {
             assert!(error.to_string().contains("another edge-control-plane"))
         }
         other => panic!("expected Locked, got {other:?}"),
     }
     drop(store);
-    Store::open(&path).unwrap();
+    Store::open(&path, None).unwrap();
 }
 
 #[test]
@@ -371,7 +371,7 @@ fn a_damaged_or_newer_database_is_refused() {
         b"this is not a database, just some text that is long enough",
     )
     .unwrap();
-    let error = Store::open(&path).unwrap_err();
+    let error = Store::open(&path, None).unwrap_err();
     assert!(matches!(error, Error::Open { .. }), "{error:?}");
     assert!(
         error.to_string().contains("restore it from a backup"),
@@ -383,6 +383,6 @@ fn a_damaged_or_newer_database_is_refused() {
         .unwrap()
         .pragma_update(None, "user_version", schema::VERSION + 1)
         .unwrap();
-    let error = Store::open(&path).unwrap_err();
+    let error = Store::open(&path, None).unwrap_err();
     assert!(matches!(error, Error::TooNew { .. }), "{error:?}");
 }

@@ -7,7 +7,6 @@
 //! again and replaced, never trusted. (The data dir itself must be writable only by the node:
 //! the checksum catches corruption, not an attacker who can write there.)
 
-use std::hash::{Hash as _, Hasher as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -38,16 +37,19 @@ impl ArtifactCache {
     /// A cache in `dir` (created if missing) for components compiled by `engine`.
     pub(crate) fn open(dir: &Path, engine: &Engine) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let mut hasher = std::hash::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
         Ok(Self {
             dir: dir.to_owned(),
-            engine_key: format!("{:016x}", hasher.finish()),
+            engine_key: edge_engine::key(engine),
         })
     }
 
     fn path(&self, digest: &str) -> PathBuf {
         self.dir.join(format!("{digest}-{}.cwasm", self.engine_key))
+    }
+
+    /// Whether a file for `digest` is there (it is checked only when loaded).
+    pub(crate) fn contains(&self, digest: &str) -> bool {
+        self.path(digest).is_file()
     }
 
     /// The precompiled component for `digest`, if a sound one is on disk.
@@ -65,9 +67,11 @@ impl ArtifactCache {
             tracing::warn!(path = %path.display(), "compiled artifact is corrupt or foreign, compiling again");
             return None;
         };
-        // SAFETY: `payload` is exactly what `Engine::precompile_component` wrote for this digest
-        // and engine configuration: its checksum matched, and wasmtime checks its own header
-        // and the engine's compatibility before using it.
+        // SAFETY: `payload` is what `Component::serialize` wrote for this digest and engine
+        // configuration, here or on the control plane (which the node trusts with its code:
+        // it fetched the bytes with its token and checked their sha256 against the snapshot;
+        // `--compile-locally` keeps it from asking): the checksum matched, and wasmtime checks
+        // its own header and the engine's compatibility before using it.
         #[allow(unsafe_code)]
         let loaded = unsafe { Component::deserialize(engine, payload) };
         match loaded {
@@ -80,7 +84,7 @@ impl ArtifactCache {
     }
 
     /// Stores `compiled` for `digest`, atomically: a crash leaves the old file or the new one.
-    fn store(&self, digest: &str, compiled: &[u8]) -> std::io::Result<()> {
+    pub(crate) fn store(&self, digest: &str, compiled: &[u8]) -> std::io::Result<()> {
         let path = self.path(digest);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let mut file = Vec::with_capacity(HEADER_LEN + compiled.len());

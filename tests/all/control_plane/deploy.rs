@@ -78,6 +78,78 @@ async fn a_component_uploads_deploys_and_comes_back_byte_for_byte() {
 }
 
 #[tokio::test]
+async fn an_upload_is_compiled_once_and_snapshots_name_the_code() {
+    let cp = ControlPlaneBuilder::default().start();
+    let api = Api::new(&cp, Some(&cp.admin_token()));
+    let deployer = api.with(&api.token("deploy").await);
+    let node = api.with(&api.token("node").await);
+    api.deploy(
+        "hello",
+        "hello",
+        json!([{ "path": "/", "function": "hello" }]),
+    )
+    .await;
+
+    let snapshot: edge_wire::Snapshot = node.get("/v1/snapshot").await.ok();
+    let engine = snapshot.engine.expect("the snapshot names the engine");
+    assert_eq!(engine.len(), 16, "{engine}");
+    let version = &snapshot.functions["hello"].active;
+    let code_sha = version
+        .compiled
+        .clone()
+        .expect("the version names its code");
+    let code = node.get(&format!("/v1/compiled/{code_sha}")).await;
+    assert_eq!(code.status, 200);
+    assert_eq!(code.headers["content-type"], "application/octet-stream");
+    assert_eq!(sha256(&code.body), code_sha);
+    assert!(code.body.len() > 1000, "{} bytes of code", code.body.len());
+    // Machine code is for nodes only.
+    let message = deployer
+        .get(&format!("/v1/compiled/{code_sha}"))
+        .await
+        .error(403);
+    assert!(message.contains("`node`"), "{message}");
+    let missing = node.get(&format!("/v1/compiled/{}", "ab".repeat(32))).await;
+    assert!(missing.error(404).contains("no compiled code"));
+
+    // Uploading the same component again compiles nothing new.
+    let files = || {
+        std::fs::read_dir(cp.data_dir().join("compiled"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(files(), 1);
+    let bytes = std::fs::read(guest("hello")).unwrap();
+    let again: Uploaded = deployer.upload(&bytes).await.ok();
+    assert!(again.existed);
+    assert_eq!(files(), 1);
+    assert_eq!(cp.logs().matches("compiled for the nodes").count(), 1);
+}
+
+#[tokio::test]
+async fn without_precompile_snapshots_offer_no_code() {
+    let cp = ControlPlaneBuilder::default()
+        .arg("--no-precompile")
+        .start();
+    let api = Api::new(&cp, Some(&cp.admin_token()));
+    let node = api.with(&api.token("node").await);
+    api.deploy(
+        "hello",
+        "hello",
+        json!([{ "path": "/", "function": "hello" }]),
+    )
+    .await;
+    let snapshot: edge_wire::Snapshot = node.get("/v1/snapshot").await.ok();
+    assert_eq!(snapshot.engine, None);
+    assert_eq!(snapshot.functions["hello"].active.compiled, None);
+    let message = node
+        .get(&format!("/v1/compiled/{}", "ab".repeat(32)))
+        .await
+        .error(404);
+    assert!(message.contains("--no-precompile"), "{message}");
+}
+
+#[tokio::test]
 async fn uploads_that_are_not_http_components_get_400_saying_what_is_wrong() {
     let cp = ControlPlaneBuilder::default().start();
     let api = Api::new(&cp, Some(&cp.admin_token()));
