@@ -22,7 +22,12 @@ fn runtime(allocator: Allocator) -> (Runtime, Arc<Function>) {
     };
     let runtime = Runtime::new(config, None, Arc::new(Metrics::default())).unwrap();
     let function = runtime
-        .load_file("hello", &edge_tests::guest("hello"), Limits::default())
+        .load_file(
+            "hello",
+            &edge_tests::guest("hello"),
+            Limits::default(),
+            Default::default(),
+        )
         .unwrap();
     (runtime, function)
 }

@@ -29,7 +29,7 @@ pub(crate) async fn serve(
         edge_serving::builder(),
         shutdown,
         grace,
-        move |_remote| {
+        move |_peer| {
             let state = state.clone();
             hyper::service::service_fn(move |request| {
                 let state = state.clone();

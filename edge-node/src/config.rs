@@ -154,6 +154,8 @@ pub struct FunctionSpec {
     pub component: PathBuf,
     /// Its limits.
     pub limits: Limits,
+    /// Its configuration values and outbound destinations.
+    pub grants: crate::runtime::Grants,
 }
 
 /// A route: requests whose host and path match go to `function`.
@@ -208,6 +210,12 @@ struct FunctionEntry {
     component: PathBuf,
     #[serde(default)]
     limits: LimitOverrides,
+    /// Configuration values: the function's environment.
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    /// Origins it may send HTTP requests to, `scheme://host[:port]`.
+    #[serde(default)]
+    outbound: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -259,15 +267,24 @@ pub fn load_routes(path: &Path, defaults: Limits) -> Result<(Vec<FunctionSpec>, 
         ));
     }
     let base = path.parent().unwrap_or(Path::new("."));
-    let functions = file
-        .functions
-        .into_iter()
-        .map(|(name, entry)| FunctionSpec {
+    let mut functions = Vec::with_capacity(file.functions.len());
+    for (name, entry) in file.functions {
+        let outbound = entry
+            .outbound
+            .iter()
+            .map(|p| crate::runtime::Destination::parse(p))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| invalid(format!("function `{name}`: {e}")))?;
+        functions.push(FunctionSpec {
             component: base.join(entry.component),
             limits: entry.limits.apply(defaults),
+            grants: crate::runtime::Grants {
+                env: entry.env.into_iter().collect(),
+                outbound: crate::runtime::Policy::new(outbound),
+            },
             name,
-        })
-        .collect::<Vec<_>>();
+        });
+    }
     let mut routes: Vec<RouteSpec> = Vec::with_capacity(file.routes.len());
     for entry in file.routes {
         if !functions.iter().any(|f| f.name == entry.function) {

@@ -123,7 +123,12 @@ impl Node {
         )?);
         let mut functions: HashMap<&str, Arc<Function>> = HashMap::new();
         for spec in &config.functions {
-            let function = runtime.load_file(&spec.name, &spec.component, spec.limits)?;
+            let function = runtime.load_file(
+                &spec.name,
+                &spec.component,
+                spec.limits,
+                spec.grants.clone(),
+            )?;
             functions.insert(&spec.name, function);
         }
         let mut entries = Vec::with_capacity(config.routes.len());

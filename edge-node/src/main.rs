@@ -166,6 +166,7 @@ fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
                 name: name.clone(),
                 component: component.clone(),
                 limits: defaults,
+                grants: Default::default(),
             }];
             let routes = vec![RouteSpec {
                 host: None,

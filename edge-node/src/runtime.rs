@@ -12,6 +12,7 @@
 
 mod artifacts;
 mod host;
+mod outbound;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,6 +31,17 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use self::artifacts::ArtifactCache;
 pub use self::artifacts::Provenance;
+pub use self::outbound::{Destination, PatternError, Policy};
+
+/// What a function may use beyond its own computation: its configuration values (its
+/// environment) and the origins it may reach. Nothing by default.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// Configuration values, visible to the guest as environment variables.
+    pub env: Vec<(String, String)>,
+    /// Destinations of outbound HTTP.
+    pub outbound: Policy,
+}
 use self::host::{Host, RequestLabel};
 use crate::ResponseBody;
 use crate::config::{Allocator, EngineConfig, Limits};
@@ -154,6 +166,7 @@ pub struct Function {
     digest: String,
     pre: ProxyPre<Host>,
     limits: Limits,
+    grants: Grants,
     slots: Arc<Semaphore>,
     metrics: FunctionMetrics,
     provenance: Provenance,
@@ -295,12 +308,13 @@ impl Runtime {
         name: &str,
         path: &Path,
         limits: Limits,
+        grants: Grants,
     ) -> Result<Arc<Function>, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        self.load(name, &bytes, limits, &path.display().to_string())
+        self.load(name, &bytes, limits, grants, &path.display().to_string())
     }
 
     /// Loads a component from memory; `source` names it in errors and logs.
@@ -312,6 +326,7 @@ impl Runtime {
         name: &str,
         bytes: &[u8],
         limits: Limits,
+        grants: Grants,
         source: &str,
     ) -> Result<Arc<Function>, LoadError> {
         if limits.memory_bytes > self.config.max_function_memory_bytes {
@@ -371,6 +386,7 @@ impl Runtime {
             pre,
             slots: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
             limits,
+            grants,
             metrics: self.metrics.function(name),
             provenance,
         }))
@@ -515,6 +531,7 @@ impl Runtime {
     ) -> Store<Host> {
         let host = Host::new(
             label,
+            &function.grants,
             function.limits.memory_bytes,
             deadline,
             body_too_large,

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use edge_serving::Peer;
 use http::{HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
@@ -80,11 +81,11 @@ pub(crate) async fn serve_public(
 ) {
     let mut builder = edge_serving::builder();
     builder.http2().max_concurrent_streams(256);
-    edge_serving::serve(listener, tls, builder, shutdown, grace, move |remote| {
+    edge_serving::serve(listener, tls, builder, shutdown, grace, move |peer| {
         let state = state.clone();
         hyper::service::service_fn(move |req| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(state, req, remote).await) }
+            async move { Ok::<_, Infallible>(handle(state, req, peer).await) }
         })
     })
     .await;
@@ -93,9 +94,10 @@ pub(crate) async fn serve_public(
 /// The whole request path of the node.
 async fn handle(
     state: Arc<State>,
-    request: Request<Incoming>,
-    remote: SocketAddr,
+    mut request: Request<Incoming>,
+    peer: Peer,
 ) -> Response<AccessLogBody> {
+    let remote = peer.remote;
     let started = Instant::now();
     let request_id = request_id(request.headers());
     let host = request
@@ -144,6 +146,7 @@ async fn handle(
             } else {
                 Scheme::Http
             };
+            client_headers(request.headers_mut(), peer, log.version);
             let served = state
                 .runtime
                 .call(&function, request, scheme, &request_id)
@@ -160,6 +163,30 @@ async fn handle(
     }
     log.status = response.status().as_u16();
     response.map(|body| AccessLogBody { body, log })
+}
+
+/// Request headers that tell a function about its client, set by the node only: what a client
+/// sends under these names is dropped, so a function can trust them.
+pub const CLIENT_ADDR: &str = "edge-client-addr";
+/// The request's HTTP version (`HTTP/1.1`, `HTTP/2.0`).
+pub const HTTP_VERSION: &str = "edge-http-version";
+/// The TLS protocol (`TLSv1_3`); absent for plain HTTP.
+pub const TLS: &str = "edge-tls";
+
+fn client_headers(headers: &mut http::HeaderMap, peer: Peer, version: http::Version) {
+    for name in [CLIENT_ADDR, HTTP_VERSION, TLS] {
+        headers.remove(name);
+    }
+    let mut set = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    };
+    set(CLIENT_ADDR, &peer.remote.to_string());
+    set(HTTP_VERSION, &format!("{version:?}"));
+    if let Some(tls) = peer.tls {
+        set(TLS, tls);
+    }
 }
 
 /// The client's `x-request-id` when it is a sane token, else a new one: 32 hex digits, a

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use crate::config::{LimitOverrides, Limits};
 use crate::deployment::Deployment;
 use crate::router::Router;
-use crate::runtime::{Function, LoadError, Runtime};
+use crate::runtime::{Function, Grants, LoadError, Policy, Runtime};
 use crate::server::{RouteTable, State};
 
 use self::disk::Disk;
@@ -167,8 +167,14 @@ impl Applier {
         let runtime = self.runtime.clone();
         let source = format!("{name} v{} ({})", version.version, &version.digest[..12]);
         let function_name = name.to_owned();
+        // Outbound destinations come with the control plane's support for granting them; a
+        // function deployed through it reaches no origin yet.
+        let grants = Grants {
+            env: version.env.clone().into_iter().collect(),
+            outbound: Policy::default(),
+        };
         let function = tokio::task::spawn_blocking(move || {
-            runtime.load(&function_name, &bytes, limits, &source)
+            runtime.load(&function_name, &bytes, limits, grants, &source)
         })
         .await
         .expect("loading a function does not panic")?;

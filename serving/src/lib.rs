@@ -41,9 +41,18 @@ pub fn builder() -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// Who is at the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// The TLS protocol negotiated (`TLSv1_3`), `None` for plain TCP.
+    pub tls: Option<&'static str>,
+}
+
 /// Accepts connections on `listener` until `shutdown` turns true, serving each with the service
-/// `make_service` makes for its remote address; then lets open connections finish for up to
-/// `grace`.
+/// `make_service` makes for its [`Peer`] (after the TLS handshake); then lets open connections
+/// finish for up to `grace`.
 pub async fn serve<M, S, B>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -52,7 +61,7 @@ pub async fn serve<M, S, B>(
     grace: Duration,
     make_service: M,
 ) where
-    M: Fn(SocketAddr) -> S,
+    M: Fn(Peer) -> S + Send + Sync + 'static,
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<BoxError>,
@@ -61,6 +70,7 @@ pub async fn serve<M, S, B>(
     B::Error: Into<BoxError>,
 {
     let builder = Arc::new(builder);
+    let make_service = Arc::new(make_service);
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, remote) = tokio::select! {
@@ -77,15 +87,26 @@ pub async fn serve<M, S, B>(
         };
         // Responses are written whole or in large frames; Nagle would only delay them.
         let _ = stream.set_nodelay(true);
-        let service = make_service(remote);
+        let make_service = make_service.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => connection(&builder, watcher, stream, remote, service).await,
+                None => {
+                    let service = make_service(Peer { remote, tls: None });
+                    connection(&builder, watcher, stream, remote, service).await;
+                }
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => connection(&builder, watcher, stream, remote, service).await,
+                    Ok(stream) => {
+                        let tls = stream
+                            .get_ref()
+                            .1
+                            .protocol_version()
+                            .and_then(|v| v.as_str());
+                        let service = make_service(Peer { remote, tls });
+                        connection(&builder, watcher, stream, remote, service).await;
+                    }
                     Err(e) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
                 },
             }

@@ -336,6 +336,25 @@ fn how_loaded(node: &NodeProcess) -> Vec<String> {
 }
 
 #[test]
+fn components_with_and_without_the_sdk_deploy_the_same_way() {
+    let fleet = Fleet::start(1);
+    // `hello` is built with the SDK; `hello-raw` on the plain wasi bindings.
+    for (name, path) in [("sdk", "/sdk"), ("raw", "/raw")] {
+        let component = guest(if name == "sdk" { "hello" } else { "hello-raw" });
+        let out = fleet.deploy(&component, name, path);
+        assert!(out.contains("live on 1 of 1 nodes"), "{out}");
+    }
+    for path in ["/sdk", "/raw"] {
+        let (status, body) = get(&format!("http://{}{path}", fleet.nodes[0].addr()));
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "hello from the edge\n"),
+            "{path}"
+        );
+    }
+}
+
+#[test]
 fn nodes_run_the_code_the_control_plane_compiled() {
     let fleet = Fleet::start(2);
     fleet.deploy(&guest("hello"), "site", "/");

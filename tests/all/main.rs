@@ -2,6 +2,8 @@
 
 mod artifacts;
 mod control_plane;
+mod dev;
+mod examples;
 mod fleet;
 mod limits;
 mod loading;

@@ -616,3 +616,72 @@ impl Drop for ControlPlaneProcess {
         let _ = self.child.wait();
     }
 }
+
+/// Any command run as a child process whose stdout and stderr are collected (interleaved, line
+/// by line) while it runs; killed, by its PID, when dropped.
+#[derive(Debug)]
+pub struct Spawned {
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl Spawned {
+    /// Starts `command` with piped output.
+    ///
+    /// # Panics
+    /// When it cannot start.
+    pub fn start(mut command: Command) -> Spawned {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
+        let output = Arc::new(Mutex::new(String::new()));
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        for stream in [
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            Box::new(stderr),
+        ] {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { return };
+                    let mut output = output.lock().unwrap();
+                    output.push_str(&line);
+                    output.push('\n');
+                }
+            });
+        }
+        Spawned { child, output }
+    }
+
+    /// Everything it has printed so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Waits until its output contains `needle` `count` times; false after `timeout`.
+    pub fn wait_for(&self, needle: &str, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.output().matches(needle).count() >= count {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        terminate(&mut self.child, timeout)
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

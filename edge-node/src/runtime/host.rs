@@ -2,8 +2,9 @@
 //! `WasiHttpView` (their shape changes between wasmtime majors; keep that churn here).
 //!
 //! Everything a guest may do is decided here, and denied unless granted: no preopened
-//! directories, no environment, no sockets, no outbound HTTP. Its stdout and stderr become log
-//! lines that carry the request id.
+//! directories, no sockets; the environment is the function's configuration values; outbound
+//! HTTP only to the destinations its [`Grants`] name. Its stdout and stderr become log lines
+//! that carry the request id.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,6 +19,9 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use super::Grants;
+use super::outbound::Policy;
 
 /// Longest guest output line kept whole; longer ones are cut into pieces of this size.
 const MAX_LOG_LINE: usize = 16 * 1024;
@@ -36,7 +40,7 @@ pub(crate) struct Host {
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    outbound: DenyOutbound,
+    outbound: Outbound,
     pub(crate) limits: GuestLimits,
     deadline: Instant,
     /// Set when the epoch callback killed the guest for running past its deadline.
@@ -48,6 +52,7 @@ pub(crate) struct Host {
 impl Host {
     pub(crate) fn new(
         label: &RequestLabel,
+        grants: &Grants,
         memory_limit: u64,
         deadline: Instant,
         body_too_large: Arc<AtomicBool>,
@@ -58,12 +63,16 @@ impl Host {
             // Sockets are linked so that toolchains importing them load, but every use fails.
             .allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false);
+            .allow_ip_name_lookup(false)
+            .envs(&grants.env);
         Self {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            outbound: DenyOutbound,
+            outbound: Outbound {
+                policy: grants.outbound.clone(),
+                function: label.function.clone(),
+            },
             limits: GuestLimits {
                 memory_bytes: usize::try_from(memory_limit).unwrap_or(usize::MAX),
                 memory_exceeded: false,
@@ -111,15 +120,19 @@ impl WasiHttpView for Host {
     }
 }
 
-/// Outbound HTTP policy: none allowed. Functions get outbound access per destination once the
-/// control plane can grant it; until then every `outgoing-handler.handle` is denied.
-struct DenyOutbound;
+/// Outbound HTTP: a request to a destination the function's policy names is sent (a new
+/// connection each time, for now); any other is denied, and the guest sees
+/// `HttpRequestDenied`.
+struct Outbound {
+    policy: Policy,
+    function: Arc<str>,
+}
 
-impl WasiHttpHooks for DenyOutbound {
+impl WasiHttpHooks for Outbound {
     fn send_request(
         &mut self,
-        _request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> Box<
         dyn Future<
@@ -129,7 +142,22 @@ impl WasiHttpHooks for DenyOutbound {
                 )>,
             > + Send,
     > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+        if !self.policy.allows(request.uri()) {
+            tracing::warn!(
+                function = %self.function,
+                uri = %request.uri(),
+                "outbound request denied: the function's outbound list does not name this origin"
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
     }
 }
 

@@ -31,7 +31,8 @@ pub(crate) struct Deploy<'a> {
     pub(crate) wait: Option<Duration>,
 }
 
-pub(crate) async fn deploy(api: &Api, args: Deploy<'_>) -> anyhow::Result<()> {
+/// Uploads, deploys and (unless told not to) waits for the fleet; the version deployed.
+pub(crate) async fn deploy(api: &Api, args: Deploy<'_>) -> anyhow::Result<u32> {
     let bytes =
         std::fs::read(args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     // The control plane checks again; checking here saves uploading something it will refuse.
@@ -70,10 +71,10 @@ pub(crate) async fn deploy(api: &Api, args: Deploy<'_>) -> anyhow::Result<()> {
         &uploaded.digest[..12],
         changed.revision
     );
-    match args.wait {
-        Some(limit) => converge(api, changed.revision, deployed, limit).await,
-        None => Ok(()),
+    if let Some(limit) = args.wait {
+        converge(api, changed.revision, deployed, limit).await?;
     }
+    Ok(version)
 }
 
 /// Streams the component up with a progress line, answering its digest.
@@ -339,7 +340,7 @@ pub(crate) async fn list_tokens(api: &Api) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn size(bytes: u64) -> String {
+pub(crate) fn size(bytes: u64) -> String {
     match bytes {
         b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
         b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),

@@ -2,6 +2,8 @@
 
 mod api;
 mod commands;
+mod dev;
+mod project;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +33,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a function project in a new folder NAME that builds and answers as generated.
+    New {
+        /// The folder, whose name is the function's (lowercase letters, digits, dashes).
+        name: PathBuf,
+        /// The language.
+        #[arg(long, value_enum, default_value_t = project::Lang::Rust)]
+        lang: project::Lang,
+    },
+    /// Build the project in DIR (default: here) into a component, and check it.
+    Build {
+        /// The project folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Serve the project in DIR on localhost (a control plane and a node in this process),
+    /// rebuilt and redeployed on every saved change.
+    Dev {
+        /// The project folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where the node listens; port 0 picks a free port.
+        #[arg(long, env = "EDGE_DEV_LISTEN", default_value = "127.0.0.1:8787")]
+        listen: std::net::SocketAddr,
+    },
     /// Upload a component as the next version of a function and wait until every live node
     /// serves it.
     Deploy {
@@ -123,10 +149,10 @@ enum Tokens {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("a current-thread runtime builds");
+        .expect("the async runtime builds");
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -137,8 +163,25 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::New { name, lang } => return project::new(name, *lang),
+        Command::Build { dir } => {
+            let built = project::build(dir)?;
+            println!(
+                "built {} ({})",
+                built.path.display(),
+                commands::size(built.size)
+            );
+            return Ok(());
+        }
+        Command::Dev { dir, listen } => return dev::dev(dir, *listen).await,
+        _ => {}
+    }
     let api = api::Api::new(&cli.api, cli.token)?;
     match cli.command {
+        Command::New { .. } | Command::Build { .. } | Command::Dev { .. } => {
+            unreachable!("handled above")
+        }
         Command::Deploy {
             file,
             name,
@@ -161,7 +204,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 limits,
                 wait: wait.limit(),
             };
-            commands::deploy(&api, args).await
+            commands::deploy(&api, args).await.map(drop)
         }
         Command::Versions { name } => commands::versions(&api, &name).await,
         Command::Rollback { name, to, wait } => {

@@ -1,0 +1,193 @@
+//! Write edge functions in Rust.
+//!
+//! A function is a plain Rust function from an [`http::Request`] to an [`http::Response`],
+//! exported as a standard `wasi:http/incoming-handler` component, so what you build runs on
+//! this platform's nodes and on any other wasi:http host (`wasmtime serve`, Spin, ...):
+//!
+//! ```
+//! use edge::{Request, Response};
+//!
+//! fn hello(_request: Request) -> Response {
+//!     Response::new("hello from the edge\n".into())
+//! }
+//!
+//! edge::export!(hello);
+//! ```
+//!
+//! Build it with `edge build` (or `cargo build --target wasm32-wasip2 --release`).
+//!
+//! ```text
+//! node ─▶ wasi:http incoming-handler.handle ─▶ export! ─▶ Request (headers, lazy Body)
+//!      ─▶ your function ─▶ Response, or Err: a 500, the error logged to stderr
+//!      ─▶ headers sent ─▶ the Body written: bytes at once, a stream piece by piece
+//! ```
+//!
+//! The parts:
+//! - [`Body`]: bytes, text, JSON and streams, in requests and responses;
+//! - [`Router`]: method and path patterns with parameters (`/users/:id`);
+//! - [`fetch`]: outbound HTTP through `wasi:http/outgoing-handler`;
+//! - [`config`]: the function's configuration values; [`info!`] and friends: logs;
+//! - [`RequestExt::client`]: the client's address, HTTP version and TLS, as the node saw them;
+//! - [`testing`]: call handlers on the host in `cargo test`, no wasm needed.
+//!
+//! Handlers may return a [`Response`] or a `Result<Response, E>` for any error `E` that
+//! converts into [`Error`] (most do, so `?` works throughout).
+#![warn(missing_docs)]
+
+mod body;
+pub mod config;
+mod fetch;
+mod log;
+mod router;
+pub mod testing;
+mod wasi;
+
+pub use self::body::Body;
+pub use self::fetch::fetch;
+pub use self::router::{Client, Params, RequestExt, Router};
+pub use http;
+
+/// A request as a function gets it.
+pub type Request = http::Request<Body>;
+/// A response as a function gives it.
+pub type Response = http::Response<Body>;
+/// Any error a handler returns: it becomes a 500, and the message goes to the function's log.
+pub type Error = Box<dyn std::error::Error + Send + Sync + 'static>;
+/// A result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a handler may return: a [`Response`], or a `Result` of one.
+pub trait IntoResult {
+    /// The response, or the error that becomes a 500.
+    fn into_result(self) -> Result<Response>;
+}
+
+impl IntoResult for Response {
+    fn into_result(self) -> Result<Response> {
+        Ok(self)
+    }
+}
+
+impl<E: Into<Error>> IntoResult for std::result::Result<Response, E> {
+    fn into_result(self) -> Result<Response> {
+        self.map_err(Into::into)
+    }
+}
+
+/// Runs `handler` on `request` the way a node's request does: an error becomes a plain 500
+/// (the message is logged, never sent: it may hold details the client should not see).
+pub(crate) fn run<R: IntoResult>(handler: impl FnOnce(Request) -> R, request: Request) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    match handler(request).into_result() {
+        Ok(response) => response,
+        Err(error) => {
+            log::emit(log::Level::Error, format_args!("{method} {path}: {error}"));
+            let mut response = Response::new(Body::from("internal error\n"));
+            *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+            response.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            response
+        }
+    }
+}
+
+/// A 200 response with `text` as `text/plain; charset=utf-8`.
+pub fn text(text: impl Into<String>) -> Response {
+    with_type(Body::from(text.into()), "text/plain; charset=utf-8")
+}
+
+/// A 200 response with `value` as `application/json`.
+///
+/// # Errors
+/// `value` cannot be serialised (a map with non-string keys, a failing `Serialize` impl).
+pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<Response> {
+    Ok(with_type(Body::json(value)?, "application/json"))
+}
+
+fn with_type(body: Body, content_type: &'static str) -> Response {
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+/// Exports `handler` (a `fn(Request) -> R` where `R:` [`IntoResult`]) as the component's
+/// `wasi:http/incoming-handler`. Use it once, at the crate's top level.
+///
+/// ```
+/// fn handle(request: edge::Request) -> edge::Result<edge::Response> {
+///     Ok(edge::text(format!("you asked for {}\n", request.uri().path())))
+/// }
+/// edge::export!(handle);
+/// ```
+#[macro_export]
+macro_rules! export {
+    ($handler:path) => {
+        #[doc(hidden)]
+        pub struct __EdgeHandler;
+
+        impl $crate::__private::Guest for __EdgeHandler {
+            fn handle(
+                request: $crate::__private::IncomingRequest,
+                response_out: $crate::__private::ResponseOutparam,
+            ) {
+                $crate::__private::serve(request, response_out, $handler)
+            }
+        }
+
+        $crate::__private::wasip2::http::proxy::export!(
+            __EdgeHandler with_types_in $crate::__private::wasip2
+        );
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::log::{Level, emit as log};
+    pub use crate::wasi::serve;
+    pub use wasip2;
+    pub use wasip2::exports::http::incoming_handler::Guest;
+    pub use wasip2::http::types::{IncomingRequest, ResponseOutparam};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(path: &str) -> Request {
+        http::Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn a_handler_error_is_a_plain_500() {
+        let failing = |_: Request| -> Result<Response> { Err("the database is down".into()) };
+        let response = testing::call(failing, get("/x"));
+        assert_eq!(response.status(), 500);
+        // The details are logged, not sent.
+        assert_eq!(response.into_body().text().unwrap(), "internal error\n");
+    }
+
+    #[test]
+    fn handlers_may_return_a_response_or_a_result() {
+        let plain = |_: Request| text("plain");
+        assert_eq!(
+            testing::call(plain, get("/")).into_body().text().unwrap(),
+            "plain"
+        );
+        let io_error = |_: Request| -> Result<Response, std::io::Error> { Ok(text("io")) };
+        assert_eq!(
+            testing::call(io_error, get("/"))
+                .into_body()
+                .text()
+                .unwrap(),
+            "io"
+        );
+        let json = json(&serde_json::json!({"a": 1})).unwrap();
+        assert_eq!(json.headers()["content-type"], "application/json");
+    }
+}

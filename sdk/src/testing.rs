@@ -1,0 +1,65 @@
+//! Running handlers in `cargo test`, on the host, without building wasm.
+//!
+//! [`call`] runs a handler exactly as the component's export does (an error becomes a 500);
+//! [`on_fetch`] stands in for the origins [`fetch`](crate::fetch) would reach; [`set_config`]
+//! sets configuration values. All of it is per thread, so tests run in parallel.
+//!
+//! ```
+//! use edge::{Request, Response};
+//!
+//! fn proxy(request: Request) -> edge::Result<Response> {
+//!     let upstream = edge::fetch(edge::http::Request::get("http://origin.test/data").body(().into())?)?;
+//!     Ok(edge::text(format!("origin said {}", upstream.into_body().text()?)))
+//! }
+//!
+//! edge::testing::on_fetch(|request| {
+//!     assert_eq!(request.uri().host(), Some("origin.test"));
+//!     Ok(edge::text("42"))
+//! });
+//! let response = edge::testing::call(proxy, edge::http::Request::get("/").body(().into()).unwrap());
+//! assert_eq!(response.into_body().text().unwrap(), "origin said 42");
+//! ```
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::{IntoResult, Request, Response, Result};
+
+type FetchFn = Box<dyn Fn(Request) -> Result<Response>>;
+
+thread_local! {
+    static FETCH: RefCell<Option<FetchFn>> = const { RefCell::new(None) };
+    static CONFIG: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+}
+
+/// Runs `handler` on `request` as a node would: its response, or a 500 for its error.
+pub fn call<R: IntoResult>(handler: impl FnOnce(Request) -> R, request: Request) -> Response {
+    crate::run(handler, request)
+}
+
+/// Answers [`fetch`](crate::fetch) on this thread with `origin` (on the host, `fetch` has no
+/// network: without this it fails saying so).
+pub fn on_fetch(origin: impl Fn(Request) -> Result<Response> + 'static) {
+    FETCH.with(|f| *f.borrow_mut() = Some(Box::new(origin)));
+}
+
+/// Sets the configuration value `key` for [`config::get`](crate::config::get) on this thread.
+pub fn set_config(key: &str, value: &str) {
+    CONFIG.with(|c| c.borrow_mut().insert(key.to_owned(), value.to_owned()));
+}
+
+pub(crate) fn config_override(key: &str) -> Option<String> {
+    CONFIG.with(|c| c.borrow().get(key).cloned())
+}
+
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) fn fetch(request: Request) -> Result<Response> {
+    FETCH.with(|f| match &*f.borrow() {
+        Some(origin) => origin(request),
+        None => Err(format!(
+            "edge::fetch({}) has no network on the host; in tests, answer it with edge::testing::on_fetch",
+            request.uri()
+        )
+        .into()),
+    })
+}

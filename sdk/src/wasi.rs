@@ -1,0 +1,293 @@
+//! Between `http` types and `wasi:http`: the export's entry point, and `fetch` on wasm.
+
+use std::any::Any;
+use std::io::{self, Read};
+
+use http::header::CONTENT_LENGTH;
+use wasip2::http::types::{
+    ErrorCode, Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse,
+    ResponseOutparam, Scheme,
+};
+use wasip2::io::streams::InputStream;
+
+use crate::log::{Level, emit};
+use crate::router::headers;
+use crate::{Body, IntoResult, Request, Response};
+
+/// Bytes gathered before a write reaches the host.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// The component's `incoming-handler.handle`: builds the [`Request`], runs `handler`, sends
+/// the response headers, then writes the body.
+pub fn serve<R: IntoResult>(
+    incoming: IncomingRequest,
+    response_out: ResponseOutparam,
+    handler: impl FnOnce(Request) -> R,
+) {
+    let request = match request(incoming) {
+        Ok(request) => request,
+        Err(why) => {
+            emit(Level::Error, format_args!("cannot read the request: {why}"));
+            ResponseOutparam::set(response_out, Err(ErrorCode::HttpRequestDenied));
+            return;
+        }
+    };
+    respond(response_out, crate::run(handler, request));
+}
+
+fn request(incoming: IncomingRequest) -> Result<Request, String> {
+    let method = from_wasi_method(incoming.method())?;
+    let path = incoming.path_with_query().unwrap_or_else(|| "/".into());
+    let mut uri = http::Uri::builder();
+    let authority = incoming.authority();
+    if let Some(authority) = &authority {
+        let scheme = match incoming.scheme() {
+            Some(Scheme::Https) => "https".to_owned(),
+            Some(Scheme::Other(other)) => other,
+            Some(Scheme::Http) | None => "http".to_owned(),
+        };
+        uri = uri.scheme(scheme.as_str()).authority(authority.as_str());
+    }
+    let uri = uri
+        .path_and_query(path)
+        .build()
+        .map_err(|e| format!("bad URI: {e}"))?;
+    let mut builder = http::Request::builder().method(method).uri(uri);
+    let fields = incoming.headers();
+    for (name, value) in fields.entries() {
+        if name == headers::HTTP_VERSION {
+            builder = builder.version(match &value[..] {
+                b"HTTP/1.0" => http::Version::HTTP_10,
+                b"HTTP/2.0" => http::Version::HTTP_2,
+                b"HTTP/3.0" => http::Version::HTTP_3,
+                _ => http::Version::HTTP_11,
+            });
+        }
+        builder = builder.header(name, value);
+    }
+    drop(fields);
+    // wasi:http carries the host as the authority, not as a header; handlers expect both.
+    if let Some(authority) = authority
+        && builder
+            .headers_ref()
+            .is_some_and(|h| !h.contains_key(http::header::HOST))
+    {
+        builder = builder.header(http::header::HOST, authority);
+    }
+    let body = incoming
+        .consume()
+        .map_err(|()| "the request body was already taken".to_owned())?;
+    let body = Incoming::new(body, Box::new(incoming))?;
+    builder
+        .body(Body::from_reader(body))
+        .map_err(|e| format!("bad request head: {e}"))
+}
+
+fn respond(response_out: ResponseOutparam, response: Response) {
+    let (parts, body) = response.into_parts();
+    let fields = to_fields(&parts.headers);
+    let status = parts.status.as_u16();
+    if let Some(len) = body.len_hint()
+        && len > 0
+        && !parts.headers.contains_key(CONTENT_LENGTH)
+        && status != 204
+        && status != 304
+    {
+        let _ = fields.append(CONTENT_LENGTH.as_str(), len.to_string().as_bytes());
+    }
+    let outgoing = OutgoingResponse::new(fields);
+    let _ = outgoing.set_status_code(status);
+    let Ok(outgoing_body) = outgoing.body() else {
+        unreachable!("a new response has its body")
+    };
+    ResponseOutparam::set(response_out, Ok(outgoing));
+    let Ok(stream) = outgoing_body.write() else {
+        unreachable!("a new body has its stream")
+    };
+    // Small writes are gathered; each flush (and the end) sends what is there as one piece.
+    let mut stream = io::BufWriter::with_capacity(WRITE_BUFFER, stream);
+    let written = body.write_to(&mut stream);
+    drop(stream);
+    match written {
+        Ok(()) => {
+            if let Err(e) = OutgoingBody::finish(outgoing_body, None) {
+                emit(
+                    Level::Error,
+                    format_args!("cannot finish the response: {e:?}"),
+                );
+            }
+        }
+        // Not finished: the node ends the response as broken, not as complete.
+        Err(e) => emit(Level::Error, format_args!("response body cut off: {e}")),
+    }
+}
+
+/// Headers as wasi fields; a header wasi:http forbids (`connection`, `transfer-encoding`,
+/// ...) is left out and logged: the node manages those itself.
+fn to_fields(map: &http::HeaderMap) -> Fields {
+    let fields = Fields::new();
+    for (name, value) in map {
+        if let Err(e) = fields.append(name.as_str(), value.as_bytes()) {
+            emit(
+                Level::Warn,
+                format_args!("header {name} left out ({e:?}): the node sets it"),
+            );
+        }
+    }
+    fields
+}
+
+/// A body arriving from the node: its stream, then the body resource, then the request or
+/// response it belongs to (dropped in that order, children first).
+struct Incoming {
+    stream: InputStream,
+    _body: IncomingBody,
+    _parent: Box<dyn Any>,
+}
+
+impl Incoming {
+    fn new(body: IncomingBody, parent: Box<dyn Any>) -> Result<Self, String> {
+        let stream = body
+            .stream()
+            .map_err(|()| "the body stream was already taken".to_owned())?;
+        Ok(Self {
+            stream,
+            _body: body,
+            _parent: parent,
+        })
+    }
+}
+
+impl Read for Incoming {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        io::Read::read(&mut self.stream, buf)
+    }
+}
+
+fn from_wasi_method(method: Method) -> Result<http::Method, String> {
+    Ok(match method {
+        Method::Get => http::Method::GET,
+        Method::Head => http::Method::HEAD,
+        Method::Post => http::Method::POST,
+        Method::Put => http::Method::PUT,
+        Method::Delete => http::Method::DELETE,
+        Method::Connect => http::Method::CONNECT,
+        Method::Options => http::Method::OPTIONS,
+        Method::Trace => http::Method::TRACE,
+        Method::Patch => http::Method::PATCH,
+        Method::Other(other) => {
+            http::Method::from_bytes(other.as_bytes()).map_err(|e| format!("bad method: {e}"))?
+        }
+    })
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+fn to_wasi_method(method: &http::Method) -> Method {
+    match *method {
+        http::Method::GET => Method::Get,
+        http::Method::HEAD => Method::Head,
+        http::Method::POST => Method::Post,
+        http::Method::PUT => Method::Put,
+        http::Method::DELETE => Method::Delete,
+        http::Method::CONNECT => Method::Connect,
+        http::Method::OPTIONS => Method::Options,
+        http::Method::TRACE => Method::Trace,
+        http::Method::PATCH => Method::Patch,
+        ref other => Method::Other(other.as_str().to_owned()),
+    }
+}
+
+/// [`crate::fetch`] on wasm: one `outgoing-handler.handle`, the request body written while
+/// the origin answers, the response body left streaming.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) fn fetch(request: Request) -> crate::Result<Response> {
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::OutgoingRequest;
+
+    let uri = request.uri().clone();
+    let failed = |what: String| -> crate::Error { format!("fetch {uri}: {what}").into() };
+    let (parts, body) = request.into_parts();
+    let fields = to_fields(&parts.headers);
+    if let Some(len) = body.len_hint()
+        && len > 0
+        && !parts.headers.contains_key(CONTENT_LENGTH)
+    {
+        let _ = fields.append(CONTENT_LENGTH.as_str(), len.to_string().as_bytes());
+    }
+    let outgoing = OutgoingRequest::new(fields);
+    let scheme = match uri.scheme_str() {
+        Some("https") => Scheme::Https,
+        Some("http") => Scheme::Http,
+        Some(other) => Scheme::Other(other.to_owned()),
+        None => unreachable!("fetch checked the URI is absolute"),
+    };
+    let set = outgoing.set_method(&to_wasi_method(&parts.method)).is_ok()
+        && outgoing.set_scheme(Some(&scheme)).is_ok()
+        && outgoing
+            .set_authority(uri.authority().map(|a| a.as_str()))
+            .is_ok()
+        && outgoing
+            .set_path_with_query(uri.path_and_query().map(|p| p.as_str()))
+            .is_ok();
+    if !set {
+        return Err(failed(
+            "the method, scheme, host or path is not valid".into(),
+        ));
+    }
+    let Ok(outgoing_body) = outgoing.body() else {
+        unreachable!("a new request has its body")
+    };
+    let future = outgoing_handler::handle(outgoing, None).map_err(|e| failed(describe(&e)))?;
+    {
+        let Ok(stream) = outgoing_body.write() else {
+            unreachable!("a new body has its stream")
+        };
+        let mut stream = io::BufWriter::with_capacity(WRITE_BUFFER, stream);
+        if let Err(e) = body.write_to(&mut stream) {
+            drop(stream);
+            // The body stops when the request failed (a refused origin, say): that is the
+            // error worth reporting.
+            return Err(match wait(&future) {
+                Err(code) => failed(describe(&code)),
+                Ok(_) => failed(format!("sending the body: {e}")),
+            });
+        }
+    }
+    OutgoingBody::finish(outgoing_body, None).map_err(|e| failed(describe(&e)))?;
+    let response = wait(&future).map_err(|e| failed(describe(&e)))?;
+    let mut builder = http::Response::builder().status(response.status());
+    let fields = response.headers();
+    for (name, value) in fields.entries() {
+        builder = builder.header(name, value);
+    }
+    drop(fields);
+    let body = response
+        .consume()
+        .map_err(|()| failed("the response body was already taken".into()))?;
+    let body = Incoming::new(body, Box::new((response, future))).map_err(failed)?;
+    Ok(builder.body(Body::from_reader(body))?)
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+fn wait(
+    future: &wasip2::http::types::FutureIncomingResponse,
+) -> Result<wasip2::http::types::IncomingResponse, ErrorCode> {
+    loop {
+        match future.get() {
+            Some(Ok(result)) => return result,
+            Some(Err(())) => unreachable!("the response is taken once"),
+            None => future.subscribe().block(),
+        }
+    }
+}
+
+/// wasi:http's error code, in words where the code alone would puzzle.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+fn describe(code: &ErrorCode) -> String {
+    match code {
+        ErrorCode::HttpRequestDenied => {
+            "the node does not let this function reach that origin (HttpRequestDenied); allow it in the function's outbound list".into()
+        }
+        other => format!("{other:?}"),
+    }
+}

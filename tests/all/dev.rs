@@ -1,0 +1,142 @@
+//! The developer's loop with the real `edge` binary: `edge new`, `edge build`, and `edge dev`
+//! serving a project, picking up an edit, and keeping the last good version through a
+//! broken one.
+
+use std::process::Command;
+use std::time::Duration;
+
+use edge_tests::{Spawned, edge_cli_bin, temp_dir};
+
+fn edge(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(edge_cli_bin());
+    command
+        .current_dir(dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("EDGE_API")
+        .env_remove("EDGE_TOKEN");
+    command
+}
+
+fn run(mut command: Command) -> String {
+    let out = command.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{command:?} failed:\n{text}");
+    text
+}
+
+/// GETs `url`; (status, body), or (0, error) when nothing answers.
+fn get(url: &str) -> (u16, String) {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    match client.get(url).send() {
+        Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// The URL in the last `serving ... at URL/` line.
+fn served_url(dev: &Spawned) -> String {
+    let output = dev.output();
+    let line = output
+        .lines()
+        .rfind(|l| l.starts_with("serving "))
+        .unwrap_or_else(|| panic!("no serving line:\n{output}"));
+    let url = line
+        .split(" at ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    url.to_owned()
+}
+
+#[test]
+fn new_build_and_dev_with_an_edit_and_a_broken_save() {
+    let dir = temp_dir();
+    let out = run({
+        let mut c = edge(dir.path());
+        c.args(["new", "greeter"]);
+        c
+    });
+    assert!(out.contains("created greeter"), "{out}");
+    let project = dir.path().join("greeter");
+    for file in ["Cargo.toml", "src/lib.rs", ".gitignore"] {
+        assert!(project.join(file).is_file(), "{file} missing");
+    }
+    let again = edge(dir.path()).args(["new", "greeter"]).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+
+    let out = run({
+        let mut c = edge(&project);
+        c.arg("build");
+        c
+    });
+    let built = project.join("target/wasm32-wasip2/release/greeter.wasm");
+    assert!(out.contains(&format!("built {}", built.display())), "{out}");
+    assert!(built.is_file());
+
+    let mut dev = Spawned::start({
+        let mut c = edge(&project);
+        c.args(["dev", "--listen", "127.0.0.1:0"]);
+        c
+    });
+    assert!(
+        dev.wait_for("serving greeter v1", 1, Duration::from_secs(180)),
+        "{}",
+        dev.output()
+    );
+    let url = served_url(&dev);
+    assert_eq!(get(&url), (200, "hello from the edge\n".into()));
+    assert_eq!(
+        get(&format!("{url}hello/ada")),
+        (200, "hello, ada\n".into())
+    );
+
+    // An edit is served within seconds.
+    let source = project.join("src/lib.rs");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(
+        &source,
+        text.replace("hello from the edge", "edited at the edge"),
+    )
+    .unwrap();
+    assert!(
+        dev.wait_for("serving greeter v2", 1, Duration::from_secs(120)),
+        "{}",
+        dev.output()
+    );
+    assert_eq!(get(&url), (200, "edited at the edge\n".into()));
+
+    // A broken save: the compiler's error is shown, v2 keeps serving.
+    std::fs::write(&source, "fn broken( {\n").unwrap();
+    assert!(
+        dev.wait_for("build failed", 1, Duration::from_secs(120)),
+        "{}",
+        dev.output()
+    );
+    assert!(
+        dev.wait_for(
+            "the last good version keeps serving",
+            1,
+            Duration::from_secs(30)
+        ),
+        "{}",
+        dev.output()
+    );
+    // The compiler's own message, pointing at the line.
+    assert!(dev.output().contains("src/lib.rs:1:"), "{}", dev.output());
+    assert_eq!(get(&url), (200, "edited at the edge\n".into()));
+
+    let status = dev
+        .terminate(Duration::from_secs(20))
+        .expect("edge dev did not stop");
+    assert!(status.success(), "{status}\n{}", dev.output());
+}
