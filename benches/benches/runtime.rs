@@ -15,6 +15,10 @@ use http_body_util::{BodyExt as _, Empty};
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 fn runtime(allocator: Allocator) -> (Runtime, Arc<Function>) {
+    runtime_with(allocator, "hello")
+}
+
+fn runtime_with(allocator: Allocator, guest: &str) -> (Runtime, Arc<Function>) {
     let config = EngineConfig {
         max_instances: 100,
         allocator,
@@ -24,7 +28,7 @@ fn runtime(allocator: Allocator) -> (Runtime, Arc<Function>) {
     let function = runtime
         .load_file(
             "hello",
-            &edge_tests::guest("hello"),
+            &edge_tests::guest(guest),
             Limits::default(),
             Default::default(),
         )
@@ -64,5 +68,38 @@ fn benches(c: &mut Criterion) {
     }
 }
 
-criterion_group!(runtime_benches, benches);
+/// The SDK's cost: the hello example built with it against the same function on the raw
+/// bindings (`examples/hello-raw`): instantiation, and one whole request.
+fn sdk(c: &mut Criterion) {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let request_id: Arc<str> = "bench".into();
+    for guest in ["hello-raw", "hello"] {
+        let (runtime, function) = runtime_with(Allocator::Pooling, guest);
+        c.bench_function(&format!("sdk-instantiate/{guest}"), |b| {
+            b.to_async(&tokio)
+                .iter(|| async { runtime.instantiate_once(&function).await.unwrap() })
+        });
+        c.bench_function(&format!("sdk-request/{guest}"), |b| {
+            b.to_async(&tokio).iter(|| async {
+                let request = http::Request::builder()
+                    .uri("http://bench.example/")
+                    .header("user-agent", "bench")
+                    .header("accept", "*/*")
+                    .body(Empty::<Bytes>::new())
+                    .unwrap();
+                let served = runtime
+                    .call(&function, request, Scheme::Http, &request_id)
+                    .await
+                    .unwrap();
+                let body = served.response.into_body().collect().await.unwrap();
+                assert_eq!(body.to_bytes().len(), 20);
+            })
+        });
+    }
+}
+
+criterion_group!(runtime_benches, benches, sdk);
 criterion_main!(runtime_benches);

@@ -25,6 +25,9 @@ pub struct Body {
     kind: Kind,
 }
 
+/// Bytes a writer body gathers before they go to the host (each flush sends them sooner).
+const WRITER_BUFFER: usize = 8 * 1024;
+
 /// What produces a streamed response body.
 type Producer = Box<dyn FnOnce(&mut dyn Write) -> io::Result<()>>;
 
@@ -154,15 +157,18 @@ impl Body {
         }
     }
 
-    /// Writes the whole body to `out`, flushing after each piece a writer flushes.
-    pub(crate) fn write_to(self, out: &mut dyn Write) -> io::Result<()> {
+    /// Writes the whole body to `out` (the host's stream, where every write is a host call):
+    /// bytes at once, a stream through a stack buffer, a writer's small writes gathered until
+    /// it flushes.
+    pub(crate) fn write_to(self, out: &mut impl Write) -> io::Result<()> {
         match self.kind {
             Kind::Bytes(bytes) => out.write_all(&bytes),
-            Kind::Stream(mut reader) => {
-                io::copy(&mut reader, out)?;
-                Ok(())
+            Kind::Stream(mut reader) => io::copy(&mut reader, out).map(drop),
+            Kind::Writer(produce) => {
+                let mut buffered = io::BufWriter::with_capacity(WRITER_BUFFER, &mut *out);
+                produce(&mut buffered)?;
+                buffered.flush()
             }
-            Kind::Writer(produce) => produce(out),
         }
         .and_then(|()| out.flush())
     }

@@ -77,11 +77,13 @@ impl<E: Into<Error>> IntoResult for std::result::Result<Response, E> {
 /// Runs `handler` on `request` the way a node's request does: an error becomes a plain 500
 /// (the message is logged, never sent: it may hold details the client should not see).
 pub(crate) fn run<R: IntoResult>(handler: impl FnOnce(Request) -> R, request: Request) -> Response {
+    // Both are reference-counted: no copy unless there is an error to log.
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let uri = request.uri().clone();
     match handler(request).into_result() {
         Ok(response) => response,
         Err(error) => {
+            let path = uri.path();
             log::emit(log::Level::Error, format_args!("{method} {path}: {error}"));
             let mut response = Response::new(Body::from("internal error\n"));
             *response.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;

@@ -1,7 +1,6 @@
 //! A small router: method and path pattern to handler, with `:name` parameters and a final
 //! `*rest` wildcard; and what a request knows about its client.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use http::{Method, StatusCode};
@@ -48,13 +47,17 @@ enum Segment {
 }
 
 /// The parameters a [`Router`] pattern captured, in the request's extensions.
+// A few pairs: a list beats a hash map, and keeps std's random seeding out of the component.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Params(HashMap<String, String>);
+pub struct Params(Vec<(String, String)>);
 
 impl Params {
     /// The value of `:name` (or `*name`).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
     }
 }
 
@@ -197,7 +200,7 @@ fn parse(pattern: &str) -> Vec<Segment> {
 }
 
 fn matches(pattern: &[Segment], path: &str) -> Option<Params> {
-    let mut params = HashMap::new();
+    let mut params = Vec::new();
     let mut parts = path.split('/').filter(|s| !s.is_empty());
     for (i, segment) in pattern.iter().enumerate() {
         match segment {
@@ -207,11 +210,11 @@ fn matches(pattern: &[Segment], path: &str) -> Option<Params> {
                 }
             }
             Segment::Param(name) => {
-                params.insert(name.clone(), parts.next()?.to_owned());
+                params.push((name.clone(), parts.next()?.to_owned()));
             }
             Segment::Rest(name) => {
                 debug_assert_eq!(i + 1, pattern.len());
-                params.insert(name.clone(), parts.collect::<Vec<_>>().join("/"));
+                params.push((name.clone(), parts.collect::<Vec<_>>().join("/")));
                 return Some(Params(params));
             }
         }
@@ -333,7 +336,7 @@ mod tests {
     use super::*;
 
     fn params(pattern: &str, path: &str) -> Option<Vec<(String, String)>> {
-        let mut found: Vec<_> = matches(&parse(pattern), path)?.0.into_iter().collect();
+        let mut found = matches(&parse(pattern), path)?.0;
         found.sort();
         Some(found)
     }

@@ -21,7 +21,6 @@
 //! ```
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use crate::{IntoResult, Request, Response, Result};
 
@@ -29,7 +28,8 @@ type FetchFn = Box<dyn Fn(Request) -> Result<Response>>;
 
 thread_local! {
     static FETCH: RefCell<Option<FetchFn>> = const { RefCell::new(None) };
-    static CONFIG: RefCell<HashMap<String, String>> = RefCell::new(HashMap::new());
+    // A list, not a hash map: keeps std's random seeding out of components.
+    static CONFIG: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `handler` on `request` as a node would: its response, or a 500 for its error.
@@ -45,11 +45,20 @@ pub fn on_fetch(origin: impl Fn(Request) -> Result<Response> + 'static) {
 
 /// Sets the configuration value `key` for [`config::get`](crate::config::get) on this thread.
 pub fn set_config(key: &str, value: &str) {
-    CONFIG.with(|c| c.borrow_mut().insert(key.to_owned(), value.to_owned()));
+    CONFIG.with(|c| {
+        let mut config = c.borrow_mut();
+        config.retain(|(k, _)| k != key);
+        config.push((key.to_owned(), value.to_owned()));
+    });
 }
 
 pub(crate) fn config_override(key: &str) -> Option<String> {
-    CONFIG.with(|c| c.borrow().get(key).cloned())
+    CONFIG.with(|c| {
+        c.borrow()
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    })
 }
 
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]

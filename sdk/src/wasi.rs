@@ -14,9 +14,6 @@ use crate::log::{Level, emit};
 use crate::router::headers;
 use crate::{Body, IntoResult, Request, Response};
 
-/// Bytes gathered before a write reaches the host.
-const WRITE_BUFFER: usize = 64 * 1024;
-
 /// The component's `incoming-handler.handle`: builds the [`Request`], runs `handler`, sends
 /// the response headers, then writes the body.
 pub fn serve<R: IntoResult>(
@@ -52,40 +49,45 @@ fn request(incoming: IncomingRequest) -> Result<Request, String> {
         .path_and_query(path)
         .build()
         .map_err(|e| format!("bad URI: {e}"))?;
-    let mut builder = http::Request::builder().method(method).uri(uri);
     let fields = incoming.headers();
-    for (name, value) in fields.entries() {
+    let entries = fields.entries();
+    drop(fields);
+    let mut map = http::HeaderMap::with_capacity(entries.len() + 1);
+    let mut version = http::Version::HTTP_11;
+    for (name, value) in entries {
+        let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            http::HeaderValue::from_bytes(&value),
+        ) else {
+            return Err(format!("bad header {name:?}"));
+        };
         if name == headers::HTTP_VERSION {
-            builder = builder.version(match &value[..] {
+            version = match value.as_bytes() {
                 b"HTTP/1.0" => http::Version::HTTP_10,
                 b"HTTP/2.0" => http::Version::HTTP_2,
                 b"HTTP/3.0" => http::Version::HTTP_3,
                 _ => http::Version::HTTP_11,
-            });
+            };
         }
-        builder = builder.header(name, value);
+        map.append(name, value);
     }
-    drop(fields);
     // wasi:http carries the host as the authority, not as a header; handlers expect both.
     if let Some(authority) = authority
-        && builder
-            .headers_ref()
-            .is_some_and(|h| !h.contains_key(http::header::HOST))
+        && !map.contains_key(http::header::HOST)
+        && let Ok(value) = http::HeaderValue::from_str(&authority)
     {
-        builder = builder.header(http::header::HOST, authority);
+        map.insert(http::header::HOST, value);
     }
-    let body = incoming
-        .consume()
-        .map_err(|()| "the request body was already taken".to_owned())?;
-    let body = Incoming::new(body, Box::new(incoming))?;
-    builder
-        .body(Body::from_reader(body))
-        .map_err(|e| format!("bad request head: {e}"))
+    let mut request = http::Request::new(Body::from_reader(Lazy::Request(Some(incoming))));
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    *request.headers_mut() = map;
+    Ok(request)
 }
 
 fn respond(response_out: ResponseOutparam, response: Response) {
-    let (parts, body) = response.into_parts();
-    let fields = to_fields(&parts.headers);
+    let (mut parts, body) = response.into_parts();
     let status = parts.status.as_u16();
     if let Some(len) = body.len_hint()
         && len > 0
@@ -93,19 +95,23 @@ fn respond(response_out: ResponseOutparam, response: Response) {
         && status != 204
         && status != 304
     {
-        let _ = fields.append(CONTENT_LENGTH.as_str(), len.to_string().as_bytes());
+        parts
+            .headers
+            .insert(CONTENT_LENGTH, http::HeaderValue::from(len));
     }
+    let fields = to_fields(&parts.headers);
     let outgoing = OutgoingResponse::new(fields);
-    let _ = outgoing.set_status_code(status);
+    if status != 200 {
+        // 200 is a new response's status already.
+        let _ = outgoing.set_status_code(status);
+    }
     let Ok(outgoing_body) = outgoing.body() else {
         unreachable!("a new response has its body")
     };
     ResponseOutparam::set(response_out, Ok(outgoing));
-    let Ok(stream) = outgoing_body.write() else {
+    let Ok(mut stream) = outgoing_body.write() else {
         unreachable!("a new body has its stream")
     };
-    // Small writes are gathered; each flush (and the end) sends what is there as one piece.
-    let mut stream = io::BufWriter::with_capacity(WRITE_BUFFER, stream);
     let written = body.write_to(&mut stream);
     drop(stream);
     match written {
@@ -125,6 +131,14 @@ fn respond(response_out: ResponseOutparam, response: Response) {
 /// Headers as wasi fields; a header wasi:http forbids (`connection`, `transfer-encoding`,
 /// ...) is left out and logged: the node manages those itself.
 fn to_fields(map: &http::HeaderMap) -> Fields {
+    // One host call for the usual case.
+    let entries: Vec<(String, Vec<u8>)> = map
+        .iter()
+        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
+        .collect();
+    if let Ok(fields) = Fields::from_list(&entries) {
+        return fields;
+    }
     let fields = Fields::new();
     for (name, value) in map {
         if let Err(e) = fields.append(name.as_str(), value.as_bytes()) {
@@ -155,6 +169,30 @@ impl Incoming {
             _body: body,
             _parent: parent,
         })
+    }
+}
+
+/// A request body not yet taken from the host.
+enum Lazy {
+    Request(Option<IncomingRequest>),
+    Body(Incoming),
+}
+
+impl Read for Lazy {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Lazy::Request(request) = self {
+            let request = request
+                .take()
+                .ok_or_else(|| io::Error::other("request body gone"))?;
+            let body = request
+                .consume()
+                .map_err(|()| io::Error::other("the request body was already taken"))?;
+            *self = Lazy::Body(Incoming::new(body, Box::new(request)).map_err(io::Error::other)?);
+        }
+        match self {
+            Lazy::Body(body) => body.read(buf),
+            Lazy::Request(_) => unreachable!("taken above"),
+        }
     }
 }
 
@@ -207,13 +245,14 @@ pub(crate) fn fetch(request: Request) -> crate::Result<Response> {
     let uri = request.uri().clone();
     let failed = |what: String| -> crate::Error { format!("fetch {uri}: {what}").into() };
     let (parts, body) = request.into_parts();
-    let fields = to_fields(&parts.headers);
+    let mut headers = parts.headers;
     if let Some(len) = body.len_hint()
         && len > 0
-        && !parts.headers.contains_key(CONTENT_LENGTH)
+        && !headers.contains_key(CONTENT_LENGTH)
     {
-        let _ = fields.append(CONTENT_LENGTH.as_str(), len.to_string().as_bytes());
+        headers.insert(CONTENT_LENGTH, http::HeaderValue::from(len));
     }
+    let fields = to_fields(&headers);
     let outgoing = OutgoingRequest::new(fields);
     let scheme = match uri.scheme_str() {
         Some("https") => Scheme::Https,
@@ -239,10 +278,9 @@ pub(crate) fn fetch(request: Request) -> crate::Result<Response> {
     };
     let future = outgoing_handler::handle(outgoing, None).map_err(|e| failed(describe(&e)))?;
     {
-        let Ok(stream) = outgoing_body.write() else {
+        let Ok(mut stream) = outgoing_body.write() else {
             unreachable!("a new body has its stream")
         };
-        let mut stream = io::BufWriter::with_capacity(WRITE_BUFFER, stream);
         if let Err(e) = body.write_to(&mut stream) {
             drop(stream);
             // The body stops when the request failed (a refused origin, say): that is the

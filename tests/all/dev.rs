@@ -1,6 +1,6 @@
-//! The developer's loop with the real `edge` binary: `edge new`, `edge build`, and `edge dev`
-//! serving a project, picking up an edit, and keeping the last good version through a
-//! broken one.
+//! The developer's loop with the real `edge` binary, for Rust and JavaScript: `edge new`,
+//! `edge build`, and `edge dev` serving a project, picking up an edit, and keeping the last
+//! good version through a broken one; a TypeScript function built and served.
 
 use std::process::Command;
 use std::time::Duration;
@@ -57,19 +57,19 @@ fn served_url(dev: &Spawned) -> String {
     url.to_owned()
 }
 
-#[test]
-fn new_build_and_dev_with_an_edit_and_a_broken_save() {
+/// `edge new NAME --lang LANG`, `edge build`, then `edge dev`: the project answers; an edit to
+/// `source` is served; a broken save (`broken`, with `compiler_says` in the build output) leaves
+/// the edited version serving.
+fn the_loop(lang: &str, source: &str, broken: &str, compiler_says: &str) {
     let dir = temp_dir();
     let out = run({
         let mut c = edge(dir.path());
-        c.args(["new", "greeter"]);
+        c.args(["new", "greeter", "--lang", lang]);
         c
     });
     assert!(out.contains("created greeter"), "{out}");
     let project = dir.path().join("greeter");
-    for file in ["Cargo.toml", "src/lib.rs", ".gitignore"] {
-        assert!(project.join(file).is_file(), "{file} missing");
-    }
+    assert!(project.join(source).is_file(), "{source} missing");
     let again = edge(dir.path()).args(["new", "greeter"]).output().unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
@@ -79,9 +79,13 @@ fn new_build_and_dev_with_an_edit_and_a_broken_save() {
         c.arg("build");
         c
     });
-    let built = project.join("target/wasm32-wasip2/release/greeter.wasm");
-    assert!(out.contains(&format!("built {}", built.display())), "{out}");
-    assert!(built.is_file());
+    let built = out
+        .lines()
+        .find_map(|l| l.strip_prefix("built "))
+        .unwrap_or_else(|| panic!("no `built` line:\n{out}"));
+    let path = built.rsplit_once(" (").unwrap().0;
+    assert!(std::path::Path::new(path).is_file(), "{out}");
+    assert!(path.ends_with("greeter.wasm"), "{out}");
 
     let mut dev = Spawned::start({
         let mut c = edge(&project);
@@ -89,7 +93,7 @@ fn new_build_and_dev_with_an_edit_and_a_broken_save() {
         c
     });
     assert!(
-        dev.wait_for("serving greeter v1", 1, Duration::from_secs(180)),
+        dev.wait_for("serving greeter v1", 1, Duration::from_secs(300)),
         "{}",
         dev.output()
     );
@@ -100,8 +104,8 @@ fn new_build_and_dev_with_an_edit_and_a_broken_save() {
         (200, "hello, ada\n".into())
     );
 
-    // An edit is served within seconds.
-    let source = project.join("src/lib.rs");
+    // An edit is served as soon as it is built and deployed.
+    let source = project.join(source);
     let text = std::fs::read_to_string(&source).unwrap();
     std::fs::write(
         &source,
@@ -109,16 +113,16 @@ fn new_build_and_dev_with_an_edit_and_a_broken_save() {
     )
     .unwrap();
     assert!(
-        dev.wait_for("serving greeter v2", 1, Duration::from_secs(120)),
+        dev.wait_for("serving greeter v2", 1, Duration::from_secs(300)),
         "{}",
         dev.output()
     );
     assert_eq!(get(&url), (200, "edited at the edge\n".into()));
 
     // A broken save: the compiler's error is shown, v2 keeps serving.
-    std::fs::write(&source, "fn broken( {\n").unwrap();
+    std::fs::write(&source, broken).unwrap();
     assert!(
-        dev.wait_for("build failed", 1, Duration::from_secs(120)),
+        dev.wait_for("build failed", 1, Duration::from_secs(300)),
         "{}",
         dev.output()
     );
@@ -131,12 +135,55 @@ fn new_build_and_dev_with_an_edit_and_a_broken_save() {
         "{}",
         dev.output()
     );
-    // The compiler's own message, pointing at the line.
-    assert!(dev.output().contains("src/lib.rs:1:"), "{}", dev.output());
+    assert!(dev.output().contains(compiler_says), "{}", dev.output());
     assert_eq!(get(&url), (200, "edited at the edge\n".into()));
 
     let status = dev
         .terminate(Duration::from_secs(20))
         .expect("edge dev did not stop");
     assert!(status.success(), "{status}\n{}", dev.output());
+}
+
+#[test]
+fn the_loop_in_rust() {
+    // rustc's own message, pointing at the line.
+    the_loop("rust", "src/lib.rs", "fn broken( {\n", "src/lib.rs:1:");
+}
+
+#[test]
+fn the_loop_in_javascript() {
+    the_loop(
+        "js",
+        "src/index.js",
+        "addEventListener('fetch', (event) => {\n",
+        "SyntaxError",
+    );
+}
+
+#[test]
+fn a_typescript_function_builds_and_answers() {
+    let dir = temp_dir();
+    run({
+        let mut c = edge(dir.path());
+        c.args(["new", "typed", "--lang", "ts"]);
+        c
+    });
+    let project = dir.path().join("typed");
+    let out = run({
+        let mut c = edge(&project);
+        c.arg("build");
+        c
+    });
+    let component = project.join("target/edge/typed.wasm");
+    assert!(
+        out.contains(&format!("built {}", component.display())),
+        "{out}"
+    );
+    let node = edge_tests::NodeBuilder::default()
+        .component(&component)
+        .start();
+    assert_eq!(
+        get(&format!("{}/hello/ts", node.url)),
+        (200, "hello, ts\n".into())
+    );
 }

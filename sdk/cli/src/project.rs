@@ -120,6 +120,9 @@ pub(crate) struct Built {
 /// Builds the project in `dir` and checks the result. The build's own output (compiler
 /// errors) goes to this process's stderr as it happens.
 pub(crate) fn build(dir: &Path) -> anyhow::Result<Built> {
+    let dir = &dir
+        .canonicalize()
+        .with_context(|| format!("{} does not exist", dir.display()))?;
     let path = match detect(dir)? {
         Lang::Rust => build_rust(dir)?,
         Lang::Js | Lang::Ts => build_js(dir)?,

@@ -68,10 +68,177 @@ mod tests {
     ]
 }
 
-fn js(_name: &str, _lang: Lang) -> Vec<(String, String)> {
-    Vec::new()
+/// The WIT world JavaScript functions are built against: wasi:http/proxy at the WASI version
+/// componentize-js's engine (StarlingMonkey) implements, plus wasi:cli/environment for config.
+const JS_WIT: &[(&str, &str)] = &[
+    ("wit/world.wit", include_str!("../../../wit/js/world.wit")),
+    (
+        "wit/deps/cli.wit",
+        include_str!("../../../wit/js/deps/cli.wit"),
+    ),
+    (
+        "wit/deps/clocks.wit",
+        include_str!("../../../wit/js/deps/clocks.wit"),
+    ),
+    (
+        "wit/deps/filesystem.wit",
+        include_str!("../../../wit/js/deps/filesystem.wit"),
+    ),
+    (
+        "wit/deps/http.wit",
+        include_str!("../../../wit/js/deps/http.wit"),
+    ),
+    (
+        "wit/deps/io.wit",
+        include_str!("../../../wit/js/deps/io.wit"),
+    ),
+    (
+        "wit/deps/random.wit",
+        include_str!("../../../wit/js/deps/random.wit"),
+    ),
+    (
+        "wit/deps/sockets.wit",
+        include_str!("../../../wit/js/deps/sockets.wit"),
+    ),
+];
+
+/// Pinned together: componentize-js 0.23.0 embeds a StarlingMonkey built against WASI 0.2.10
+/// (the WIT above), and needs preview2-shim at run time without declaring it (0.26 breaks
+/// its build). esbuild strips TypeScript.
+const PACKAGES: &str = r#""dependencies": {
+    "@bytecodealliance/componentize-js": "0.23.0",
+    "@bytecodealliance/preview2-shim": "0.17.9",
+    "esbuild": "0.28.2"
+  }"#;
+
+fn js(name: &str, lang: Lang) -> Vec<(String, String)> {
+    let package = format!(
+        r#"{{
+  "name": "{name}",
+  "private": true,
+  "type": "module",
+  "description": "An edge function: `edge dev` serves it locally, `edge build` makes the component",
+  {PACKAGES}
+}}
+"#
+    );
+    let (file, source) = match lang {
+        Lang::Ts => (
+            "src/index.ts",
+            JS_HANDLER
+                .replace("(event)", "(event: FetchEvent)")
+                .replace("(request)", "(request: Request): Promise<Response>")
+                + "\nexport {};\n",
+        ),
+        _ => ("src/index.js", JS_HANDLER.to_owned()),
+    };
+    let mut files = vec![
+        ("package.json".to_owned(), package),
+        (file.to_owned(), source),
+        (
+            ".gitignore".to_owned(),
+            "/node_modules\n/target\n".to_owned(),
+        ),
+    ];
+    files.extend(
+        JS_WIT
+            .iter()
+            .map(|(path, text)| ((*path).to_owned(), (*text).to_owned())),
+    );
+    files
 }
 
+/// The handler a new JavaScript (or, typed, TypeScript) project starts with.
+const JS_HANDLER: &str = r#"// An edge function in the fetch-event style: `edge dev` serves it on localhost and rebuilds
+// on every save; `edge build` makes the component; `edge deploy` ships it to the fleet.
+// Code at the top level runs once, when the component is built; per-request work belongs in
+// the handler (so does reading configuration).
+import { getEnvironment } from 'wasi:cli/environment@0.2.10';
+
+addEventListener('fetch', (event) => event.respondWith(handle(event.request)));
+
+async function handle(request) {
+  const url = new URL(request.url);
+  if (url.pathname.startsWith('/hello/')) {
+    return new Response(`hello, ${decodeURIComponent(url.pathname.slice(7))}\n`);
+  }
+  if (url.pathname === '/config') {
+    return Response.json(Object.fromEntries(getEnvironment()));
+  }
+  return new Response('hello from the edge\n', {
+    headers: { 'content-type': 'text/plain; charset=utf-8' },
+  });
+}
+"#;
+
+/// Builds a JavaScript or TypeScript project: npm install (once), esbuild for TypeScript,
+/// then componentize-js into `target/edge/NAME.wasm`.
 pub(super) fn build_js(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
-    anyhow::bail!("{}: JavaScript projects cannot be built yet", dir.display())
+    use anyhow::Context as _;
+    let run = |what: &str, command: &mut std::process::Command| -> anyhow::Result<()> {
+        let status = command
+            .current_dir(dir)
+            .status()
+            .with_context(|| format!("cannot run {what}: JavaScript functions need Node.js 20 or newer and npm (https://nodejs.org, or apt-get install nodejs npm)"))?;
+        anyhow::ensure!(status.success(), "{what} failed (its errors are above)");
+        Ok(())
+    };
+    let tools = dir.join("node_modules/@bytecodealliance/componentize-js");
+    if !tools.is_dir() {
+        eprintln!("installing componentize-js and esbuild with npm (once)");
+        run(
+            "npm install",
+            std::process::Command::new("npm").args(["install", "--no-audit", "--no-fund"]),
+        )?;
+    }
+    let out = dir.join("target").join("edge");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("function")
+        .replace('-', "_");
+    let entry = if dir.join("src/index.ts").is_file() {
+        let bundled = out.join("index.js");
+        run(
+            "esbuild",
+            // The package's own launcher: a native binary, or a script that finds one.
+            std::process::Command::new(dir.join("node_modules/.bin/esbuild"))
+                .arg("src/index.ts")
+                .args([
+                    "--bundle",
+                    "--format=esm",
+                    "--platform=neutral",
+                    "--target=es2022",
+                    "--external:wasi:*",
+                    "--log-level=warning",
+                ])
+                .arg(format!("--outfile={}", bundled.display())),
+        )?;
+        bundled
+    } else {
+        dir.join("src/index.js")
+    };
+    anyhow::ensure!(
+        entry.is_file(),
+        "{} is missing: a JavaScript function starts at src/index.js (or src/index.ts)",
+        entry.display()
+    );
+    // componentize-js says only that parsing failed; node says where.
+    run(
+        "node --check",
+        std::process::Command::new("node")
+            .arg("--check")
+            .arg(&entry),
+    )?;
+    let wasm = out.join(format!("{name}.wasm"));
+    run(
+        "componentize-js",
+        std::process::Command::new("node")
+            .arg("node_modules/@bytecodealliance/componentize-js/src/cli.js")
+            .args(["--wit", "wit", "--world-name", "handler", "-o"])
+            .arg(&wasm)
+            .arg(&entry),
+    )?;
+    Ok(wasm)
 }
