@@ -345,3 +345,30 @@ fn the_examples_unit_tests_pass_on_the_host() {
         "{all}"
     );
 }
+
+/// `examples/routes.toml`, what the README's first command serves, loads and answers.
+#[tokio::test]
+async fn the_examples_routes_file_serves_every_example() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    edge_tests::guests();
+    let node = NodeBuilder::default()
+        .routes(&root.join("examples/routes.toml"))
+        .start();
+    let client = client();
+    for (path, expect) in [
+        ("/", "hello from the edge"),
+        ("/raw", "hello from the edge"),
+        ("/api/greet/ada", "hello, ada"),
+        ("/stream?chunks=2&delay_ms=1", "chunk 2 of 2"),
+        ("/inspect", "\"method\":\"GET\""),
+    ] {
+        let response = client
+            .get(format!("{}{path}", node.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let body = response.text().await.unwrap();
+        assert!(body.contains(expect), "{path}: {body}");
+    }
+}

@@ -3,6 +3,7 @@
 mod artifacts;
 mod control_plane;
 mod dev;
+mod docs;
 mod examples;
 mod fleet;
 mod limits;
