@@ -372,3 +372,35 @@ async fn the_examples_routes_file_serves_every_example() {
         assert!(body.contains(expect), "{path}: {body}");
     }
 }
+
+/// Every example builds with `edge build`, which checks the result is a serveable component.
+#[test]
+fn every_example_builds_with_edge_build() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for example in [
+        "hello",
+        "hello-raw",
+        "json-api",
+        "origin-proxy",
+        "streaming",
+        "inspector",
+    ] {
+        let out = std::process::Command::new(edge_tests::edge_cli_bin())
+            .arg("build")
+            .arg(root.join("examples").join(example))
+            .env_remove("CARGO_TARGET_DIR")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{example}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let file = format!("{}.wasm", example.replace('-', "_"));
+        assert!(
+            stdout.starts_with("built ") && stdout.contains(&file),
+            "{example}: {stdout}"
+        );
+    }
+}
