@@ -36,68 +36,67 @@ fn runtime_with(allocator: Allocator, guest: &str) -> (Runtime, Arc<Function>) {
     (runtime, function)
 }
 
-fn benches(c: &mut Criterion) {
-    let tokio = tokio::runtime::Builder::new_current_thread()
+/// Registers `instantiate/{name}` and `request/{name}` for `function`: instantiation alone, and
+/// one whole request (with `headers`) through `Runtime::call`, body read to the end.
+fn bench_pair(
+    c: &mut Criterion,
+    tokio: &tokio::runtime::Runtime,
+    (instantiate, request): (&str, &str),
+    (runtime, function): &(Runtime, Arc<Function>),
+    headers: &[(&str, &str)],
+) {
+    let request_id: Arc<str> = "bench".into();
+    c.bench_function(instantiate, |b| {
+        b.to_async(tokio)
+            .iter(|| async { runtime.instantiate_once(function).await.unwrap() })
+    });
+    c.bench_function(request, |b| {
+        b.to_async(tokio).iter(|| async {
+            let mut request = http::Request::builder().uri("http://bench.example/");
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let request = request.body(Empty::<Bytes>::new()).unwrap();
+            let served = runtime
+                .call(function, request, Scheme::Http, &request_id)
+                .await
+                .unwrap();
+            let body = served.response.into_body().collect().await.unwrap();
+            assert_eq!(body.to_bytes().len(), 20);
+        })
+    });
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    let request_id: Arc<str> = "bench".into();
+        .unwrap()
+}
+
+fn benches(c: &mut Criterion) {
+    let tokio = current_thread();
     for (name, allocator) in [
         ("pooling", Allocator::Pooling),
         ("on-demand", Allocator::OnDemand),
     ] {
-        let (runtime, function) = runtime(allocator);
-        c.bench_function(&format!("instantiate/{name}"), |b| {
-            b.to_async(&tokio)
-                .iter(|| async { runtime.instantiate_once(&function).await.unwrap() })
-        });
-        c.bench_function(&format!("request/{name}"), |b| {
-            b.to_async(&tokio).iter(|| async {
-                let request = http::Request::builder()
-                    .uri("http://bench.example/")
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
-                let served = runtime
-                    .call(&function, request, Scheme::Http, &request_id)
-                    .await
-                    .unwrap();
-                let body = served.response.into_body().collect().await.unwrap();
-                assert_eq!(body.to_bytes().len(), 20);
-            })
-        });
+        let names = (format!("instantiate/{name}"), format!("request/{name}"));
+        bench_pair(c, &tokio, (&names.0, &names.1), &runtime(allocator), &[]);
     }
 }
 
 /// The SDK's cost: the hello example built with it against the same function on the raw
 /// bindings (`examples/hello-raw`): instantiation, and one whole request.
 fn sdk(c: &mut Criterion) {
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let request_id: Arc<str> = "bench".into();
+    let tokio = current_thread();
     for guest in ["hello-raw", "hello"] {
-        let (runtime, function) = runtime_with(Allocator::Pooling, guest);
-        c.bench_function(&format!("sdk-instantiate/{guest}"), |b| {
-            b.to_async(&tokio)
-                .iter(|| async { runtime.instantiate_once(&function).await.unwrap() })
-        });
-        c.bench_function(&format!("sdk-request/{guest}"), |b| {
-            b.to_async(&tokio).iter(|| async {
-                let request = http::Request::builder()
-                    .uri("http://bench.example/")
-                    .header("user-agent", "bench")
-                    .header("accept", "*/*")
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
-                let served = runtime
-                    .call(&function, request, Scheme::Http, &request_id)
-                    .await
-                    .unwrap();
-                let body = served.response.into_body().collect().await.unwrap();
-                assert_eq!(body.to_bytes().len(), 20);
-            })
-        });
+        let names = (
+            format!("sdk-instantiate/{guest}"),
+            format!("sdk-request/{guest}"),
+        );
+        let headers = [("user-agent", "bench"), ("accept", "*/*")];
+        let loaded = runtime_with(Allocator::Pooling, guest);
+        bench_pair(c, &tokio, (&names.0, &names.1), &loaded, &headers);
     }
 }
 

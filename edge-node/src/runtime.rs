@@ -241,6 +241,7 @@ impl Runtime {
         metrics: Arc<Metrics>,
     ) -> Result<Self, Error> {
         let engine = Engine::new(&engine_config(&config)).map_err(Error::Engine)?;
+        let engine_key = edge_engine::key(&engine);
         let mut linker = Linker::new(&engine);
         // The whole WASI 0.2 surface, so components from any toolchain link; what a guest may
         // actually do is decided per store in `host`.
@@ -250,7 +251,7 @@ impl Runtime {
         let artifacts = data_dir
             .map(|dir| {
                 let dir = dir.join("artifacts");
-                ArtifactCache::open(&dir, &engine).map_err(|source| Error::DataDir {
+                ArtifactCache::open(&dir, &engine_key).map_err(|source| Error::DataDir {
                     path: dir.display().to_string(),
                     source,
                 })
@@ -258,7 +259,7 @@ impl Runtime {
             .transpose()?;
         spawn_epoch_ticker(&engine);
         Ok(Self {
-            engine_key: edge_engine::key(&engine),
+            engine_key,
             engine,
             linker,
             artifacts,

@@ -83,9 +83,12 @@ pub(crate) async fn serve_public(
     builder.http2().max_concurrent_streams(256);
     edge_serving::serve(listener, tls, builder, shutdown, grace, move |peer| {
         let state = state.clone();
+        // Once per connection: its requests share the client's address and TLS.
+        let client = Arc::new(Client::new(peer));
         hyper::service::service_fn(move |req| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(state, req, peer).await) }
+            let client = client.clone();
+            async move { Ok::<_, Infallible>(handle(state, req, &client).await) }
         })
     })
     .await;
@@ -95,9 +98,9 @@ pub(crate) async fn serve_public(
 async fn handle(
     state: Arc<State>,
     mut request: Request<Incoming>,
-    peer: Peer,
+    client: &Client,
 ) -> Response<AccessLogBody> {
-    let remote = peer.remote;
+    let remote = client.remote;
     let started = Instant::now();
     let request_id = request_id(request.headers());
     let host = request
@@ -146,7 +149,7 @@ async fn handle(
             } else {
                 Scheme::Http
             };
-            client_headers(request.headers_mut(), peer, log.version);
+            client.set_headers(request.headers_mut(), log.version);
             let served = state
                 .runtime
                 .call(&function, request, scheme, &request_id)
@@ -173,19 +176,42 @@ pub const HTTP_VERSION: &str = "edge-http-version";
 /// The TLS protocol (`TLSv1_3`); absent for plain HTTP.
 pub const TLS: &str = "edge-tls";
 
-fn client_headers(headers: &mut http::HeaderMap, peer: Peer, version: http::Version) {
-    for name in [CLIENT_ADDR, HTTP_VERSION, TLS] {
-        headers.remove(name);
-    }
-    let mut set = |name: &'static str, value: &str| {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            headers.insert(name, value);
+/// What a connection's requests tell their function about the client, as header values
+/// made once per connection.
+struct Client {
+    remote: SocketAddr,
+    addr: Option<HeaderValue>,
+    tls: Option<HeaderValue>,
+}
+
+impl Client {
+    fn new(peer: Peer) -> Self {
+        Self {
+            remote: peer.remote,
+            addr: HeaderValue::from_str(&peer.remote.to_string()).ok(),
+            tls: peer.tls.map(HeaderValue::from_static),
         }
-    };
-    set(CLIENT_ADDR, &peer.remote.to_string());
-    set(HTTP_VERSION, &format!("{version:?}"));
-    if let Some(tls) = peer.tls {
-        set(TLS, tls);
+    }
+
+    /// Replaces whatever the client sent under the node's names with what the node saw.
+    fn set_headers(&self, headers: &mut http::HeaderMap, version: http::Version) {
+        for name in [CLIENT_ADDR, HTTP_VERSION, TLS] {
+            headers.remove(name);
+        }
+        if let Some(addr) = &self.addr {
+            headers.insert(CLIENT_ADDR, addr.clone());
+        }
+        let version = match version {
+            http::Version::HTTP_09 => "HTTP/0.9",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            http::Version::HTTP_2 => "HTTP/2.0",
+            http::Version::HTTP_3 => "HTTP/3.0",
+            _ => "HTTP/1.1",
+        };
+        headers.insert(HTTP_VERSION, HeaderValue::from_static(version));
+        if let Some(tls) = &self.tls {
+            headers.insert(TLS, tls.clone());
+        }
     }
 }
 

@@ -89,15 +89,9 @@ fn request(incoming: IncomingRequest) -> Result<Request, String> {
 fn respond(response_out: ResponseOutparam, response: Response) {
     let (mut parts, body) = response.into_parts();
     let status = parts.status.as_u16();
-    if let Some(len) = body.len_hint()
-        && len > 0
-        && !parts.headers.contains_key(CONTENT_LENGTH)
-        && status != 204
-        && status != 304
-    {
-        parts
-            .headers
-            .insert(CONTENT_LENGTH, http::HeaderValue::from(len));
+    // 204 and 304 carry no body, so no length either.
+    if status != 204 && status != 304 {
+        declare_length(&mut parts.headers, &body);
     }
     let fields = to_fields(&parts.headers);
     let outgoing = OutgoingResponse::new(fields);
@@ -125,6 +119,17 @@ fn respond(response_out: ResponseOutparam, response: Response) {
         }
         // Not finished: the node ends the response as broken, not as complete.
         Err(e) => emit(Level::Error, format_args!("response body cut off: {e}")),
+    }
+}
+
+/// Sets `content-length` for a body whose length is known (bytes in memory), unless the
+/// handler set one.
+fn declare_length(headers: &mut http::HeaderMap, body: &Body) {
+    if let Some(len) = body.len_hint()
+        && len > 0
+        && !headers.contains_key(CONTENT_LENGTH)
+    {
+        headers.insert(CONTENT_LENGTH, http::HeaderValue::from(len));
     }
 }
 
@@ -244,15 +249,9 @@ pub(crate) fn fetch(request: Request) -> crate::Result<Response> {
 
     let uri = request.uri().clone();
     let failed = |what: String| -> crate::Error { format!("fetch {uri}: {what}").into() };
-    let (parts, body) = request.into_parts();
-    let mut headers = parts.headers;
-    if let Some(len) = body.len_hint()
-        && len > 0
-        && !headers.contains_key(CONTENT_LENGTH)
-    {
-        headers.insert(CONTENT_LENGTH, http::HeaderValue::from(len));
-    }
-    let fields = to_fields(&headers);
+    let (mut parts, body) = request.into_parts();
+    declare_length(&mut parts.headers, &body);
+    let fields = to_fields(&parts.headers);
     let outgoing = OutgoingRequest::new(fields);
     let scheme = match uri.scheme_str() {
         Some("https") => Scheme::Https,

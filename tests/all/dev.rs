@@ -5,6 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use super::get_blocking as get;
 use edge_tests::{Spawned, edge_cli_bin, temp_dir};
 
 fn edge(dir: &std::path::Path) -> Command {
@@ -26,18 +27,6 @@ fn run(mut command: Command) -> String {
     );
     assert!(out.status.success(), "{command:?} failed:\n{text}");
     text
-}
-
-/// GETs `url`; (status, body), or (0, error) when nothing answers.
-fn get(url: &str) -> (u16, String) {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    match client.get(url).send() {
-        Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
-        Err(e) => (0, e.to_string()),
-    }
 }
 
 /// The URL in the last `serving ... at URL/` line.

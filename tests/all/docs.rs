@@ -55,8 +55,7 @@ fn getting_started() {
         script.push_str(&line);
         script.push('\n');
     }
-    // What is still running when the page ends (the control plane and the node).
-    script.push_str("jobs -p > background.pids\necho page done\n");
+    script.push_str("echo page done\n");
     let real_home = std::env::var("HOME").unwrap();
     let mut bash = Command::new("bash");
     bash.arg("-c")
@@ -78,17 +77,15 @@ fn getting_started() {
         .env("EDGE_ADMIN_LISTEN", "127.0.0.1:0")
         .env_remove("EDGE_API")
         .env_remove("EDGE_TOKEN");
+    // Its own process group: whatever the page starts in the background (edge dev, the
+    // control plane, the node) is stopped with it, even when the page fails half-way.
+    std::os::unix::process::CommandExt::process_group(&mut bash, 0);
     let mut run = Spawned::start(bash);
     let finished = run.wait_for("page done", 1, Duration::from_secs(900));
-    // Stop what the page left running, by PID, before judging.
-    let pids = std::fs::read_to_string(
-        home.path()
-            .join("edge-functions/hello-edge/background.pids"),
-    )
-    .unwrap_or_default();
-    for pid in pids.split_whitespace() {
-        let _ = Command::new("kill").args(["-TERM", pid]).status();
-    }
+    // Stop what the page left running (its process group, by the script's PID) before judging.
+    let _ = Command::new("kill")
+        .args(["-TERM", "--", &format!("-{}", run.pid())])
+        .status();
     let output = run.output();
     assert!(finished, "the page did not run to its end:\n{output}");
     let _ = run.terminate(Duration::from_secs(10));

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use super::get_blocking as get;
 use edge_tests::{ControlPlaneBuilder, ControlPlaneProcess, NodeBuilder, NodeProcess, guest};
 
 const V1: &str = "hello from the edge";
@@ -124,18 +125,6 @@ impl Fleet {
                 route,
             ],
         )
-    }
-}
-
-/// GETs `url` with a fresh blocking client; (status, body).
-fn get(url: &str) -> (u16, String) {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
-    match client.get(url).send() {
-        Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
-        Err(e) => (0, e.to_string()),
     }
 }
 

@@ -30,3 +30,16 @@ async fn get(url: &str) -> (u16, String) {
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
 }
+
+/// GETs `url` with a fresh blocking client (for tests that drive processes from a plain
+/// thread); (status, body), or (0, the error) when nothing answers.
+fn get_blocking(url: &str) -> (u16, String) {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    match client.get(url).send() {
+        Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}

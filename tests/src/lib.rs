@@ -637,28 +637,19 @@ impl Spawned {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
         let output = Arc::new(Mutex::new(String::new()));
-        let stdout = child.stdout.take().expect("piped");
-        let stderr = child.stderr.take().expect("piped");
-        for stream in [
-            Box::new(stdout) as Box<dyn std::io::Read + Send>,
-            Box::new(stderr),
-        ] {
-            let output = output.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { return };
-                    let mut output = output.lock().unwrap();
-                    output.push_str(&line);
-                    output.push('\n');
-                }
-            });
-        }
+        drain(child.stdout.take().expect("piped"), output.clone());
+        drain(child.stderr.take().expect("piped"), output.clone());
         Spawned { child, output }
     }
 
     /// Everything it has printed so far.
     pub fn output(&self) -> String {
         self.output.lock().unwrap().clone()
+    }
+
+    /// Its PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Waits until its output contains `needle` `count` times; false after `timeout`.

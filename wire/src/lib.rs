@@ -23,6 +23,20 @@ pub use component::{ComponentError, ComponentSummary, check_component, provided_
 /// A control-plane revision: every change bumps it by one; 0 is "nothing deployed yet".
 pub type Revision = u64;
 
+/// Longest function name.
+pub const MAX_FUNCTION_NAME: usize = 63;
+
+/// Whether `name` may name a function: `[a-z0-9][a-z0-9-]{0,62}` (it is also a crate name,
+/// a log field and part of metric labels).
+pub fn is_function_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (1..=MAX_FUNCTION_NAME).contains(&bytes.len())
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
 /// The API's paths, relative to the control plane's base URL.
 pub mod paths {
     /// `PUT` a component's bytes; answers [`super::Uploaded`].
@@ -61,16 +75,16 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Every version the snapshot serves: each function's active one and its canary.
+    pub fn versions(&self) -> impl Iterator<Item = &Version> {
+        self.functions
+            .values()
+            .flat_map(|f| std::iter::once(&f.active).chain(f.canary.as_ref().map(|c| &c.version)))
+    }
+
     /// The digests of every component the snapshot uses, each once.
     pub fn digests(&self) -> Vec<&str> {
-        let mut digests: Vec<&str> = self
-            .functions
-            .values()
-            .flat_map(|f| {
-                std::iter::once(f.active.digest.as_str())
-                    .chain(f.canary.as_ref().map(|c| c.version.digest.as_str()))
-            })
-            .collect();
+        let mut digests: Vec<&str> = self.versions().map(|v| v.digest.as_str()).collect();
         digests.sort_unstable();
         digests.dedup();
         digests
@@ -79,9 +93,7 @@ impl Snapshot {
     /// Each component digest with the sha256 of the code compiled from it, for the versions
     /// that have some.
     pub fn compiled(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.functions
-            .values()
-            .flat_map(|f| std::iter::once(&f.active).chain(f.canary.as_ref().map(|c| &c.version)))
+        self.versions()
             .filter_map(|v| Some((v.digest.as_str(), v.compiled.as_deref()?)))
     }
 }

@@ -4,8 +4,6 @@ use edge_wire::Route;
 
 use super::{Error, Result};
 
-/// Longest function name.
-const MAX_NAME: usize = 63;
 /// Longest token or node name.
 const MAX_LABEL: usize = 200;
 
@@ -14,17 +12,12 @@ const MAX_LABEL: usize = 200;
 /// # Errors
 /// [`Error::Invalid`] stating the rule.
 pub fn function_name(name: &str) -> Result<()> {
-    let bytes = name.as_bytes();
-    let ok = (1..=MAX_NAME).contains(&bytes.len())
-        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
-        && bytes
-            .iter()
-            .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
+    if edge_wire::is_function_name(name) {
         Ok(())
     } else {
         Err(Error::Invalid(format!(
-            "function name {name:?} is not allowed: use 1 to {MAX_NAME} characters a-z, 0-9 and -, starting with a letter or digit"
+            "function name {name:?} is not allowed: use 1 to {} characters a-z, 0-9 and -, starting with a letter or digit",
+            edge_wire::MAX_FUNCTION_NAME
         )))
     }
 }

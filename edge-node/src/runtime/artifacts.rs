@@ -34,12 +34,13 @@ pub(crate) struct ArtifactCache {
 }
 
 impl ArtifactCache {
-    /// A cache in `dir` (created if missing) for components compiled by `engine`.
-    pub(crate) fn open(dir: &Path, engine: &Engine) -> std::io::Result<Self> {
+    /// A cache in `dir` (created if missing) for code compiled by the engine whose
+    /// [`edge_engine::key`] is `engine_key`.
+    pub(crate) fn open(dir: &Path, engine_key: &str) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
-            engine_key: edge_engine::key(engine),
+            engine_key: engine_key.to_owned(),
         })
     }
 

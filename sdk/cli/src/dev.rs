@@ -185,12 +185,7 @@ fn function_name(dir: &Path) -> String {
     dir.file_name()
         .and_then(|n| n.to_str())
         .map(|n| n.to_ascii_lowercase().replace(['_', ' ', '.'], "-"))
-        .filter(|n| {
-            !n.is_empty()
-                && n.len() <= 63
-                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !n.starts_with('-')
-        })
+        .filter(|n| edge_wire::is_function_name(n))
         .unwrap_or_else(|| "dev".into())
 }
 

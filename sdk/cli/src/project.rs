@@ -32,14 +32,18 @@ pub(crate) fn new(dir: &Path, lang: Lang) -> anyhow::Result<()> {
         .file_name()
         .and_then(|n| n.to_str())
         .context("give the project a name, like `edge new hello`")?;
-    edge_wire_name_rule(name)?;
+    if !edge_wire::is_function_name(name) {
+        bail!(
+            "{name:?} cannot be a function name: use lowercase letters, digits and dashes, starting with a letter or digit (like hello-world)"
+        );
+    }
     if dir.exists() {
         bail!(
             "{} already exists; pick another name or remove it",
             dir.display()
         );
     }
-    let files = templates::files(name, lang, &sdk_dependency())?;
+    let files = templates::files(name, lang, &sdk_dependency());
     for (path, contents) in &files {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
@@ -55,21 +59,6 @@ pub(crate) fn new(dir: &Path, lang: Lang) -> anyhow::Result<()> {
         dir.display()
     );
     println!("  edge build            # build the component");
-    Ok(())
-}
-
-/// Names become function names and crate names: the same rule as the control plane's.
-fn edge_wire_name_rule(name: &str) -> anyhow::Result<()> {
-    let ok = name.len() <= 63
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !ok {
-        bail!(
-            "{name:?} cannot be a function name: use lowercase letters, digits and dashes, starting with a letter or digit (like hello-world)"
-        );
-    }
     Ok(())
 }
 
@@ -216,6 +205,71 @@ fn ensure_wasm_target() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Builds a JavaScript or TypeScript project: npm install (once), esbuild for TypeScript,
+/// then componentize-js into `target/edge/NAME.wasm`.
 fn build_js(dir: &Path) -> anyhow::Result<PathBuf> {
-    templates::build_js(dir)
+    let run = |what: &str, command: &mut Command| -> anyhow::Result<()> {
+        let status = command
+            .current_dir(dir)
+            .status()
+            .with_context(|| format!("cannot run {what}: JavaScript functions need Node.js 20 or newer and npm (https://nodejs.org, or apt-get install nodejs npm)"))?;
+        anyhow::ensure!(status.success(), "{what} failed (its errors are above)");
+        Ok(())
+    };
+    let tools = dir.join("node_modules/@bytecodealliance/componentize-js");
+    if !tools.is_dir() {
+        eprintln!("installing componentize-js and esbuild with npm (once)");
+        run(
+            "npm install",
+            Command::new("npm").args(["install", "--no-audit", "--no-fund"]),
+        )?;
+    }
+    let out = dir.join("target").join("edge");
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("function")
+        .replace('-', "_");
+    let entry = if dir.join("src/index.ts").is_file() {
+        let bundled = out.join("index.js");
+        run(
+            "esbuild",
+            // The package's own launcher: a native binary, or a script that finds one.
+            Command::new(dir.join("node_modules/.bin/esbuild"))
+                .arg("src/index.ts")
+                .args([
+                    "--bundle",
+                    "--format=esm",
+                    "--platform=neutral",
+                    "--target=es2022",
+                    "--external:wasi:*",
+                    "--log-level=warning",
+                ])
+                .arg(format!("--outfile={}", bundled.display())),
+        )?;
+        bundled
+    } else {
+        dir.join("src/index.js")
+    };
+    anyhow::ensure!(
+        entry.is_file(),
+        "{} is missing: a JavaScript function starts at src/index.js (or src/index.ts)",
+        entry.display()
+    );
+    // componentize-js says only that parsing failed; node says where.
+    run(
+        "node --check",
+        Command::new("node").arg("--check").arg(&entry),
+    )?;
+    let wasm = out.join(format!("{name}.wasm"));
+    run(
+        "componentize-js",
+        Command::new("node")
+            .arg("node_modules/@bytecodealliance/componentize-js/src/cli.js")
+            .args(["--wit", "wit", "--world-name", "handler", "-o"])
+            .arg(&wasm)
+            .arg(&entry),
+    )?;
+    Ok(wasm)
 }

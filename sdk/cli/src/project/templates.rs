@@ -1,15 +1,13 @@
 //! The files `edge new` writes, per language.
 
-use std::path::Path;
-
 use super::Lang;
 
 /// (relative path, contents) of every file of a new project.
-pub(super) fn files(name: &str, lang: Lang, sdk: &str) -> anyhow::Result<Vec<(String, String)>> {
-    Ok(match lang {
+pub(super) fn files(name: &str, lang: Lang, sdk: &str) -> Vec<(String, String)> {
+    match lang {
         Lang::Rust => rust(name, sdk),
         Lang::Js | Lang::Ts => js(name, lang),
-    })
+    }
 }
 
 fn rust(name: &str, sdk: &str) -> Vec<(String, String)> {
@@ -170,75 +168,3 @@ async function handle(request) {
   });
 }
 "#;
-
-/// Builds a JavaScript or TypeScript project: npm install (once), esbuild for TypeScript,
-/// then componentize-js into `target/edge/NAME.wasm`.
-pub(super) fn build_js(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
-    use anyhow::Context as _;
-    let run = |what: &str, command: &mut std::process::Command| -> anyhow::Result<()> {
-        let status = command
-            .current_dir(dir)
-            .status()
-            .with_context(|| format!("cannot run {what}: JavaScript functions need Node.js 20 or newer and npm (https://nodejs.org, or apt-get install nodejs npm)"))?;
-        anyhow::ensure!(status.success(), "{what} failed (its errors are above)");
-        Ok(())
-    };
-    let tools = dir.join("node_modules/@bytecodealliance/componentize-js");
-    if !tools.is_dir() {
-        eprintln!("installing componentize-js and esbuild with npm (once)");
-        run(
-            "npm install",
-            std::process::Command::new("npm").args(["install", "--no-audit", "--no-fund"]),
-        )?;
-    }
-    let out = dir.join("target").join("edge");
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let name = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("function")
-        .replace('-', "_");
-    let entry = if dir.join("src/index.ts").is_file() {
-        let bundled = out.join("index.js");
-        run(
-            "esbuild",
-            // The package's own launcher: a native binary, or a script that finds one.
-            std::process::Command::new(dir.join("node_modules/.bin/esbuild"))
-                .arg("src/index.ts")
-                .args([
-                    "--bundle",
-                    "--format=esm",
-                    "--platform=neutral",
-                    "--target=es2022",
-                    "--external:wasi:*",
-                    "--log-level=warning",
-                ])
-                .arg(format!("--outfile={}", bundled.display())),
-        )?;
-        bundled
-    } else {
-        dir.join("src/index.js")
-    };
-    anyhow::ensure!(
-        entry.is_file(),
-        "{} is missing: a JavaScript function starts at src/index.js (or src/index.ts)",
-        entry.display()
-    );
-    // componentize-js says only that parsing failed; node says where.
-    run(
-        "node --check",
-        std::process::Command::new("node")
-            .arg("--check")
-            .arg(&entry),
-    )?;
-    let wasm = out.join(format!("{name}.wasm"));
-    run(
-        "componentize-js",
-        std::process::Command::new("node")
-            .arg("node_modules/@bytecodealliance/componentize-js/src/cli.js")
-            .args(["--wit", "wit", "--world-name", "handler", "-o"])
-            .arg(&wasm)
-            .arg(&entry),
-    )?;
-    Ok(wasm)
-}
