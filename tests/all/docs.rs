@@ -1,13 +1,15 @@
 //! The newcomer's page, `docs/getting-started.md`, run as written: every command of its `sh`
 //! blocks, in order, in one bash script from the checkout's root. The only changes are the
-//! ones a test must make: the fixed ports become free ones, the tools are this test run's
-//! debug build instead of a release build, and `~` is a temporary home.
+//! ones a test must make: the fixed ports become free ones, `~` is a temporary home, and the
+//! tools are the binaries this test run built instead of a release build of its own (a fresh
+//! release build with fat LTO takes longer on a CI machine than the whole test run; building
+//! into `target/debug` instead would replace binaries other tests are running).
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use edge_tests::{Spawned, temp_dir};
+use edge_tests::{Spawned, control_plane_bin, edge_cli_bin, edge_node_bin, temp_dir};
 
 /// The lines of every ```sh block of `markdown`.
 fn sh_blocks(markdown: &str) -> Vec<&str> {
@@ -41,20 +43,34 @@ fn getting_started() {
     assert!(commands.len() > 10, "{commands:?}");
     let (dev, api, node) = (free_port(), free_port(), free_port());
     let home = temp_dir();
+    let tools = home.path().join("tools");
+    std::fs::create_dir(&tools).unwrap();
+    for bin in [edge_cli_bin(), edge_node_bin(), control_plane_bin()] {
+        std::os::unix::fs::symlink(&bin, tools.join(bin.file_name().unwrap())).unwrap();
+    }
     let mut script = String::from("set -euo pipefail\n");
+    let mut built_here = false;
     for line in &commands {
+        if line.starts_with("cargo build --release -p edge-cli") {
+            built_here = true;
+            continue;
+        }
         let line = line
+            .replace("$PWD/target/release", &tools.display().to_string())
             .replace("127.0.0.1:8787", &format!("127.0.0.1:{dev}"))
             .replace("127.0.0.1:7070", &format!("127.0.0.1:{api}"))
-            .replace("127.0.0.1:8080", &format!("127.0.0.1:{node}"))
-            .replace(
-                "cargo install --locked --path",
-                "cargo install --locked --debug --path",
-            )
-            .replace("--path ", &format!("--path {}/", root.display()));
+            .replace("127.0.0.1:8080", &format!("127.0.0.1:{node}"));
         script.push_str(&line);
         script.push('\n');
     }
+    assert!(
+        built_here,
+        "the page no longer starts with the release build this test skips"
+    );
+    assert!(
+        page.contains("export PATH=\"$PWD/target/release:$PATH\""),
+        "the page no longer puts target/release on PATH"
+    );
     script.push_str("echo page done\n");
     let real_home = std::env::var("HOME").unwrap();
     let mut bash = Command::new("bash");
