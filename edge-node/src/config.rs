@@ -85,6 +85,50 @@ pub struct NodeConfig {
     pub engine: EngineConfig,
     /// Time in-flight requests get to finish on shutdown.
     pub shutdown_timeout: Duration,
+    /// HTTP/3 over QUIC, beside the TLS listener.
+    pub http3: Http3Config,
+}
+
+/// Default lifetime of the `Alt-Svc` advertisement of HTTP/3, seconds (a day, as Cloudflare).
+pub const DEFAULT_ALT_SVC_MAX_AGE: u64 = 86_400;
+/// Default number of QUIC connections open at once; past it new ones are refused.
+pub const DEFAULT_H3_MAX_CONNECTIONS: u32 = 10_000;
+/// Default number of requests one HTTP/3 connection may have in flight at once.
+pub const DEFAULT_H3_MAX_STREAMS: u32 = 256;
+/// Default time a QUIC connection may be idle before it is closed.
+pub const DEFAULT_H3_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// HTTP/3 settings. The listener runs only with TLS (QUIC has no plaintext form), on the UDP
+/// port of the same number as the TCP listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http3Config {
+    /// Serve HTTP/3 (when TLS is on).
+    pub enabled: bool,
+    /// Advertise it in `Alt-Svc` on HTTP/1.1 and HTTP/2 responses for this long; `None`
+    /// serves HTTP/3 without advertising it.
+    pub alt_svc_max_age: Option<Duration>,
+    /// QUIC connections open at once.
+    pub max_connections: u32,
+    /// Requests in flight on one connection (bidirectional streams).
+    pub max_streams: u32,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout: Duration,
+    /// Accept TLS 1.3 early data (0-RTT): safe methods are served from it with
+    /// `Early-Data: 1` (RFC 8470), others wait for the handshake.
+    pub zero_rtt: bool,
+}
+
+impl Default for Http3Config {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            alt_svc_max_age: Some(Duration::from_secs(DEFAULT_ALT_SVC_MAX_AGE)),
+            max_connections: DEFAULT_H3_MAX_CONNECTIONS,
+            max_streams: DEFAULT_H3_MAX_STREAMS,
+            idle_timeout: DEFAULT_H3_IDLE_TIMEOUT,
+            zero_rtt: false,
+        }
+    }
 }
 
 /// Settings of the one engine and instance pool shared by every function.

@@ -1,8 +1,8 @@
 //! The edge node: serves WebAssembly functions (standard `wasi:http` components) over
-//! HTTP/1.1 and HTTP/2, with or without TLS.
+//! HTTP/1.1 and HTTP/2, with or without TLS, and over HTTP/3 (QUIC) when TLS is on.
 //!
 //! ```text
-//! client ─▶ server (TCP accept, rustls, hyper: h1 / h2 / h2c)
+//! client ─▶ server (TCP accept, rustls, hyper: h1 / h2 / h2c; UDP: quinn + h3)
 //!        ─▶ router (host + longest path prefix ─▶ function)
 //!        ─▶ runtime (fresh store + pooled instance per request, limits, epoch deadline)
 //!        ─▶ guest's wasi:http/incoming-handler ─▶ response streamed back
@@ -57,6 +57,9 @@ pub enum StartError {
     /// TLS could not be set up.
     #[error(transparent)]
     Tls(#[from] edge_serving::tls::Error),
+    /// The HTTP/3 listener could not be set up.
+    #[error(transparent)]
+    Http3(#[from] server::h3::Error),
     /// A route names a function that is not configured.
     #[error("route {route} names function `{function}`, which is not configured")]
     UnknownFunction {
@@ -91,6 +94,7 @@ pub struct Node {
     state: Arc<State>,
     sync: Option<sync::Sync>,
     public: TcpListener,
+    quic: Option<quinn::Endpoint>,
     admin: TcpListener,
     tls: Option<TlsAcceptor>,
     config: NodeConfig,
@@ -157,14 +161,24 @@ impl Node {
             }
             following = Some((applier, revision));
         }
-        let tls = config
+        let identity = config
             .tls
             .as_ref()
-            .map(edge_serving::tls::acceptor)
+            .map(edge_serving::tls::Identity::load)
             .transpose()?;
-        let public = server::bind(config.listen, "--listen").await?;
+        let tls = identity
+            .as_ref()
+            .map(edge_serving::tls::Identity::tcp_acceptor)
+            .transpose()?;
+        let http3 = identity.as_ref().filter(|_| config.http3.enabled);
+        let (public, quic) = bind_public(config.listen, http3, &config.http3).await?;
         let admin = server::bind(config.admin_listen, "--admin-listen").await?;
-        let state = Arc::new(State::new(runtime, table, metrics, tls.is_some()));
+        let alt_svc = quic
+            .as_ref()
+            .and_then(|quic| quic.local_addr().ok())
+            .zip(config.http3.alt_svc_max_age)
+            .map(|(addr, max_age)| server::h3::alt_svc(addr.port(), max_age));
+        let state = Arc::new(State::new(runtime, table, metrics, tls.is_some(), alt_svc));
         let scheme = if tls.is_some() { "https" } else { "http" };
         let address = format!(
             "{scheme}://{}",
@@ -186,6 +200,7 @@ impl Node {
             state,
             sync,
             public,
+            quic,
             admin,
             tls,
             config,
@@ -206,6 +221,11 @@ impl Node {
             .expect("a bound listener has an address")
     }
 
+    /// The UDP address HTTP/3 is served on (the TCP listener's port), when it is.
+    pub fn http3_addr(&self) -> Option<SocketAddr> {
+        self.quic.as_ref().and_then(|quic| quic.local_addr().ok())
+    }
+
     /// The public URL, `http://ADDR` or `https://ADDR`.
     pub fn url(&self) -> String {
         let scheme = if self.tls.is_some() { "https" } else { "http" };
@@ -224,6 +244,15 @@ impl Node {
             self.state.metrics.clone(),
             stopped.clone(),
         ));
+        let http3 = self.quic.map(|quic| {
+            tokio::spawn(server::h3::serve(
+                quic,
+                self.state.clone(),
+                self.config.http3,
+                stopped.clone(),
+                self.config.shutdown_timeout,
+            ))
+        });
         let public = tokio::spawn(server::serve_public(
             self.public,
             self.tls,
@@ -234,9 +263,41 @@ impl Node {
         shutdown.await;
         let _ = stop.send(true);
         let _ = public.await;
+        if let Some(http3) = http3 {
+            let _ = http3.await;
+        }
         let _ = admin.await;
         if let Some(sync) = sync {
             let _ = sync.await;
+        }
+    }
+}
+
+/// The public TCP listener and, with `http3`, the QUIC endpoint on the UDP port of the same
+/// number. When the port was left to the system (0) and that UDP port is taken, another pair
+/// is tried.
+async fn bind_public(
+    listen: SocketAddr,
+    http3: Option<&edge_serving::tls::Identity>,
+    config: &config::Http3Config,
+) -> Result<(TcpListener, Option<quinn::Endpoint>), StartError> {
+    let mut attempts = 0;
+    loop {
+        let public = server::bind(listen, "--listen").await?;
+        let Some(identity) = http3 else {
+            return Ok((public, None));
+        };
+        let addr = public.local_addr().map_err(|source| StartError::Bind {
+            addr: listen,
+            flag: "--listen",
+            source,
+        })?;
+        match server::h3::endpoint(addr, identity, config) {
+            Ok(quic) => return Ok((public, Some(quic))),
+            Err(server::h3::Error::Bind { .. }) if listen.port() == 0 && attempts < 10 => {
+                attempts += 1;
+            }
+            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use edge_node::config::{
-    self, Allocator, EngineConfig, FunctionSpec, LimitOverrides, Limits, NodeConfig, RouteSpec,
-    TlsFiles,
+    self, Allocator, EngineConfig, FunctionSpec, Http3Config, LimitOverrides, Limits, NodeConfig,
+    RouteSpec, TlsFiles,
 };
 use edge_node::sync::SyncConfig;
 
@@ -68,6 +68,35 @@ struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "EDGE_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Serve HTTPS and HTTP/3 with a certificate for localhost, 127.0.0.1 and ::1 signed by a
+    /// local CA, both made on first use and kept in the data dir's `tls/` folder; prints how
+    /// to trust it. For local use: production nodes get --tls-cert and --tls-key.
+    #[arg(long, env = "EDGE_SELF_SIGNED", conflicts_with_all = ["tls_cert", "tls_key"])]
+    self_signed: bool,
+    /// Do not serve HTTP/3 (QUIC on the UDP port of --listen's number), which is on by default
+    /// with TLS.
+    #[arg(long, env = "EDGE_NO_HTTP3")]
+    no_http3: bool,
+    /// Serve HTTP/3 but do not advertise it with `Alt-Svc` on HTTP/1.1 and HTTP/2 responses.
+    #[arg(long, env = "EDGE_NO_ALT_SVC")]
+    no_alt_svc: bool,
+    /// How long clients may remember the `Alt-Svc` advertisement, seconds.
+    #[arg(long, env = "EDGE_ALT_SVC_MAX_AGE_SECS", default_value_t = config::DEFAULT_ALT_SVC_MAX_AGE)]
+    alt_svc_max_age_secs: u64,
+    /// QUIC connections open at once; past it new ones are refused.
+    #[arg(long, env = "EDGE_H3_MAX_CONNECTIONS", default_value_t = config::DEFAULT_H3_MAX_CONNECTIONS)]
+    h3_max_connections: u32,
+    /// Requests one HTTP/3 connection may have in flight at once.
+    #[arg(long, env = "EDGE_H3_MAX_STREAMS", default_value_t = config::DEFAULT_H3_MAX_STREAMS)]
+    h3_max_streams: u32,
+    /// Seconds a QUIC connection may be idle before it is closed.
+    #[arg(long, env = "EDGE_H3_IDLE_TIMEOUT_SECS", default_value_t = config::DEFAULT_H3_IDLE_TIMEOUT.as_secs())]
+    h3_idle_timeout_secs: u64,
+    /// Accept HTTP/3 requests in TLS early data (0-RTT): one round trip less for returning
+    /// clients, but early data can be replayed, so only GET, HEAD, OPTIONS and TRACE are served
+    /// from it (with `Early-Data: 1`, RFC 8470); other methods wait for the handshake.
+    #[arg(long = "h3-0rtt", env = "EDGE_H3_0RTT")]
+    h3_zero_rtt: bool,
     /// Folder for compiled artifacts (and, with --control-plane, the last snapshot and its
     /// components; default there `./edge-node-data`). Without it every start compiles.
     #[arg(long, env = "EDGE_DATA_DIR")]
@@ -134,7 +163,7 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = node_config(args)?;
+    let (config, self_signed) = node_config(args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -143,13 +172,36 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let node = edge_node::Node::bind(config).await?;
         println!("listening on {}", node.url());
         println!("admin listening on http://{}", node.admin_addr());
+        if let Some(addr) = node.http3_addr() {
+            println!("HTTP/3 on UDP {addr}");
+        }
+        if let Some(made) = self_signed {
+            print_trust(&made, node.local_addr().port());
+        }
         node.serve(edge_serving::shutdown_signal()).await;
         tracing::info!("stopped");
         Ok(())
     })
 }
 
-fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
+/// How to trust the self-signed certificate, for people and for tools.
+fn print_trust(made: &edge_serving::tls::SelfSigned, port: u16) {
+    let ca = made.ca.display();
+    println!(
+        "self-signed certificate for {} ({} {}); its CA is {ca}",
+        edge_serving::tls::SELF_SIGNED_NAMES.join(", "),
+        if made.created { "made in" } else { "kept in" },
+        made.files.cert.parent().unwrap_or(&made.ca).display(),
+    );
+    println!("  trust it for one command:  curl --cacert {ca} https://localhost:{port}/");
+    println!(
+        "  trust it on this machine:  sudo cp {ca} /usr/local/share/ca-certificates/edge-node-local-ca.crt && sudo update-ca-certificates"
+    );
+}
+
+fn node_config(
+    args: ServeArgs,
+) -> anyhow::Result<(NodeConfig, Option<edge_serving::tls::SelfSigned>)> {
     let defaults = LimitOverrides {
         timeout_ms: args.timeout_ms,
         memory_mb: args.memory_mb,
@@ -191,13 +243,26 @@ fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
         (Some(_), None) => Some(PathBuf::from("edge-node-data")),
         (_, data_dir) => data_dir,
     };
-    Ok(NodeConfig {
-        listen: args.listen,
-        admin_listen: args.admin_listen,
-        tls: args
+    let self_signed = if args.self_signed {
+        let dir = data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("edge-node-data"))
+            .join("tls");
+        Some(edge_serving::tls::self_signed(&dir)?)
+    } else {
+        None
+    };
+    let tls = match &self_signed {
+        Some(made) => Some(made.files.clone()),
+        None => args
             .tls_cert
             .zip(args.tls_key)
             .map(|(cert, key)| TlsFiles { cert, key }),
+    };
+    let config = NodeConfig {
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        tls,
         data_dir,
         functions,
         routes,
@@ -212,7 +277,17 @@ fn node_config(args: ServeArgs) -> anyhow::Result<NodeConfig> {
             },
         },
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
-    })
+        http3: Http3Config {
+            enabled: !args.no_http3,
+            alt_svc_max_age: (!args.no_alt_svc)
+                .then(|| Duration::from_secs(args.alt_svc_max_age_secs)),
+            max_connections: args.h3_max_connections,
+            max_streams: args.h3_max_streams,
+            idle_timeout: Duration::from_secs(args.h3_idle_timeout_secs),
+            zero_rtt: args.h3_zero_rtt,
+        },
+    };
+    Ok((config, self_signed))
 }
 
 /// Logs go to stderr in batches (see `edge_node::logging`), so a request never waits on a

@@ -24,6 +24,7 @@ struct FunctionLabels {
 struct RequestLabels {
     function: Arc<str>,
     status: u16,
+    version: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -76,7 +77,7 @@ impl Default for Metrics {
         let in_use = Family::<FunctionLabels, Gauge>::default();
         registry.register(
             "requests",
-            "Requests answered, by function and status",
+            "Requests answered, by function, status and HTTP version",
             requests.clone(),
         );
         registry.register(
@@ -141,11 +142,12 @@ impl Metrics {
     }
 
     /// Counts one answered request.
-    pub fn request(&self, function: &Arc<str>, status: u16) {
+    pub fn request(&self, function: &Arc<str>, status: u16, version: &'static str) {
         self.requests
             .get_or_create(&RequestLabels {
                 function: function.clone(),
                 status,
+                version,
             })
             .inc();
     }

@@ -1,8 +1,10 @@
 //! Listeners and the request path in front of the runtime.
 //!
 //! ```text
-//! accept ─▶ (TLS, ALPN h2/http1.1) ─▶ hyper auto (HTTP/1.1 or HTTP/2, h2c by prior knowledge)
-//!        ─▶ request id ─▶ router ─▶ runtime.call ─▶ response + x-request-id
+//! TCP accept ─▶ (TLS, ALPN h2/http1.1) ─▶ hyper auto (HTTP/1.1 or HTTP/2, h2c by prior knowledge) ─┐
+//! UDP (QUIC, TLS 1.3, ALPN h3) ─▶ h3 ([`h3`]) ─────────────────────────────────────────────────┤
+//!        ┌─────────────────────────────────────────────────────────────────────────────────────┘
+//!        ─▶ request id ─▶ router ─▶ runtime.call ─▶ response + x-request-id (+ Alt-Svc on TCP)
 //!        ─▶ AccessLogBody: when the body ends, one access-log line and the request metrics
 //! ```
 //!
@@ -10,6 +12,7 @@
 //! finish their in-flight requests, up to the shutdown timeout.
 
 mod admin;
+pub(crate) mod h3;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -24,7 +27,6 @@ use bytes::Bytes;
 use edge_serving::Peer;
 use http::{HeaderValue, Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
@@ -50,6 +52,8 @@ pub(crate) struct State {
     pub(crate) routes: ArcSwap<RouteTable>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) tls: bool,
+    /// `Alt-Svc` for HTTP/1.1 and HTTP/2 responses when HTTP/3 is served and advertised.
+    pub(crate) alt_svc: Option<HeaderValue>,
     no_function: Arc<str>,
 }
 
@@ -59,12 +63,14 @@ impl State {
         routes: RouteTable,
         metrics: Arc<Metrics>,
         tls: bool,
+        alt_svc: Option<HeaderValue>,
     ) -> Self {
         Self {
             runtime,
             routes: ArcSwap::from_pointee(routes),
             metrics,
             tls,
+            alt_svc,
             no_function: NO_FUNCTION.into(),
         }
     }
@@ -94,12 +100,17 @@ pub(crate) async fn serve_public(
     .await;
 }
 
-/// The whole request path of the node.
-async fn handle(
+/// The whole request path of the node, for every HTTP version: `B` is hyper's body on TCP,
+/// the HTTP/3 stream's on QUIC.
+async fn handle<B>(
     state: Arc<State>,
-    mut request: Request<Incoming>,
+    mut request: Request<B>,
     client: &Client,
-) -> Response<AccessLogBody> {
+) -> Response<AccessLogBody>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
     let remote = client.remote;
     let started = Instant::now();
     let request_id = request_id(request.headers());
@@ -164,6 +175,13 @@ async fn handle(
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }
+    if let Some(alt_svc) = &state.alt_svc
+        && log.version != http::Version::HTTP_3
+    {
+        response
+            .headers_mut()
+            .insert(http::header::ALT_SVC, alt_svc.clone());
+    }
     log.status = response.status().as_u16();
     response.map(|body| AccessLogBody { body, log })
 }
@@ -178,14 +196,14 @@ pub const TLS: &str = "edge-tls";
 
 /// What a connection's requests tell their function about the client, as header values
 /// made once per connection.
-struct Client {
+pub(crate) struct Client {
     remote: SocketAddr,
     addr: Option<HeaderValue>,
     tls: Option<HeaderValue>,
 }
 
 impl Client {
-    fn new(peer: Peer) -> Self {
+    pub(crate) fn new(peer: Peer) -> Self {
         Self {
             remote: peer.remote,
             addr: HeaderValue::from_str(&peer.remote.to_string()).ok(),
@@ -274,7 +292,9 @@ impl Drop for AccessLog {
             }
             None => &self.state.no_function,
         };
-        self.state.metrics.request(function, self.status);
+        self.state
+            .metrics
+            .request(function, self.status, version_str(self.version));
         if !tracing::enabled!(target: "edge_node::access", tracing::Level::INFO) {
             return;
         }

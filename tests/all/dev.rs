@@ -1,12 +1,15 @@
 //! The developer's loop with the real `edge` binary, for Rust and JavaScript: `edge new`,
 //! `edge build`, and `edge dev` serving a project, picking up an edit, and keeping the last
-//! good version through a broken one; a TypeScript function built and served.
+//! good version through a broken one; a TypeScript function built and served; `edge dev
+//! --https` answering over HTTP/3.
 
 use std::process::Command;
 use std::time::Duration;
 
 use super::get_blocking as get;
 use edge_tests::{Spawned, edge_cli_bin, temp_dir};
+
+use crate::http3::{H3Client, client_config};
 
 fn edge(dir: &std::path::Path) -> Command {
     let mut command = Command::new(edge_cli_bin());
@@ -175,4 +178,48 @@ fn a_typescript_function_builds_and_answers() {
         get(&format!("{}/hello/ts", node.url)),
         (200, "hello, ts\n".into())
     );
+}
+
+#[test]
+fn edge_dev_https_serves_http3_with_a_local_certificate() {
+    let dir = temp_dir();
+    run({
+        let mut c = edge(dir.path());
+        c.args(["new", "secure"]);
+        c
+    });
+    let project = dir.path().join("secure");
+    let mut dev = Spawned::start({
+        let mut c = edge(&project);
+        c.args(["dev", "--https", "--listen", "127.0.0.1:0"]);
+        c
+    });
+    assert!(
+        dev.wait_for("serving secure v1", 1, Duration::from_secs(300)),
+        "{}",
+        dev.output()
+    );
+    let output = dev.output();
+    assert!(served_url(&dev).starts_with("https://"), "{output}");
+    let h3: std::net::SocketAddr = output
+        .lines()
+        .find_map(|l| l.strip_prefix("HTTP/3 on UDP "))
+        .unwrap_or_else(|| panic!("no HTTP/3 line:\n{output}"))
+        .parse()
+        .unwrap();
+    let ca = project.join("target/edge-dev/tls/ca.pem");
+    assert!(
+        output.contains(&format!("curl --cacert {}", ca.display())),
+        "{output}"
+    );
+    let ca = std::fs::read_to_string(ca).unwrap();
+    let answer = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = H3Client::connect(h3, &client_config(&ca, false)).await;
+        client.get("https://localhost/hello/quic").await
+    });
+    assert_eq!(answer.text(), "hello, quic\n");
+    let status = dev
+        .terminate(Duration::from_secs(20))
+        .expect("edge dev did not stop");
+    assert!(status.success(), "{status}\n{}", dev.output());
 }

@@ -6,6 +6,7 @@ mod dev;
 mod docs;
 mod examples;
 mod fleet;
+mod http3;
 mod limits;
 mod loading;
 mod observability;

@@ -86,14 +86,16 @@ async fn metrics_count_what_was_served() {
     let mut text = String::new();
     for _ in 0..50 {
         text = get(&format!("{}/metrics", node.admin)).await.1;
-        if text.contains(r#"edge_requests_total{function="probe",status="500"} 1"#) {
+        if text
+            .contains(r#"edge_requests_total{function="probe",status="500",version="HTTP/1.1"} 1"#)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for line in [
-        r#"edge_requests_total{function="probe",status="200"} 3"#,
-        r#"edge_requests_total{function="probe",status="500"} 1"#,
+        r#"edge_requests_total{function="probe",status="200",version="HTTP/1.1"} 3"#,
+        r#"edge_requests_total{function="probe",status="500",version="HTTP/1.1"} 1"#,
         r#"edge_traps_total{function="probe"} 1"#,
         r#"edge_instantiate_duration_seconds_count{function="probe"} 4"#,
         r#"edge_request_duration_seconds_count{function="probe"} 4"#,

@@ -181,12 +181,13 @@ impl NodeBuilder {
         drain(child.stderr.take().unwrap(), logs.clone());
         let (lines_tx, lines_rx) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().unwrap();
+        let printed = Arc::new(Mutex::new(Vec::new()));
+        let keep = printed.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
+                keep.lock().unwrap().push(line.clone());
+                let _ = lines_tx.send(line);
             }
         });
         let deadline = Instant::now() + START_TIMEOUT;
@@ -225,6 +226,7 @@ impl NodeBuilder {
             url: url.unwrap(),
             admin: admin.unwrap(),
             logs,
+            printed,
         }
     }
 
@@ -275,9 +277,16 @@ pub struct NodeProcess {
     /// `http://127.0.0.1:PORT` of the admin listener.
     pub admin: String,
     logs: Arc<Mutex<String>>,
+    printed: Arc<Mutex<Vec<String>>>,
 }
 
 impl NodeProcess {
+    /// The lines the node has printed on stdout so far (addresses, how to trust its
+    /// self-signed certificate).
+    pub fn stdout(&self) -> Vec<String> {
+        self.printed.lock().unwrap().clone()
+    }
+
     /// `host:port` of the public listener.
     pub fn addr(&self) -> std::net::SocketAddr {
         self.url

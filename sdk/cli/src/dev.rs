@@ -27,7 +27,7 @@ use crate::{commands, project};
 const IGNORED: &[&str] = &["target", "node_modules", ".git", "dist"];
 
 /// Runs until Ctrl-C or SIGTERM.
-pub(crate) async fn dev(dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
+pub(crate) async fn dev(dir: &Path, listen: SocketAddr, https: bool) -> anyhow::Result<()> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("{} does not exist", dir.display()))?;
@@ -59,10 +59,13 @@ pub(crate) async fn dev(dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
     };
     let cp_task = tokio::spawn(control_plane.serve(wait_stop(stopped.clone())));
 
+    let self_signed = https
+        .then(|| edge_serving::tls::self_signed(&state.join("tls")))
+        .transpose()?;
     let node = edge_node::Node::bind(NodeConfig {
         listen,
         admin_listen: "127.0.0.1:0".parse().expect("a valid address"),
-        tls: None,
+        tls: self_signed.as_ref().map(|made| made.files.clone()),
         data_dir: Some(state.join("node")),
         functions: Vec::new(),
         routes: Vec::new(),
@@ -78,10 +81,21 @@ pub(crate) async fn dev(dir: &Path, listen: SocketAddr) -> anyhow::Result<()> {
             ..EngineConfig::default()
         },
         shutdown_timeout: Duration::from_secs(1),
+        http3: Default::default(),
     })
     .await
     .with_context(|| format!("cannot start the local node on {listen}"))?;
     let url = node.url();
+    if let Some(made) = &self_signed {
+        let port = node.local_addr().port();
+        if let Some(addr) = node.http3_addr() {
+            println!("HTTP/3 on UDP {addr}");
+        }
+        println!(
+            "self-signed certificate for localhost; trust its CA: curl --cacert {} https://localhost:{port}/",
+            made.ca.display()
+        );
+    }
     let node_task = tokio::spawn(node.serve(wait_stop(stopped)));
 
     let api = Api::new(&cp_url, Some(token))?;

@@ -56,6 +56,10 @@ enum Command {
         /// Where the node listens; port 0 picks a free port.
         #[arg(long, env = "EDGE_DEV_LISTEN", default_value = "127.0.0.1:8787")]
         listen: std::net::SocketAddr,
+        /// Serve HTTPS and HTTP/3 with a self-signed certificate for localhost (made once in
+        /// target/edge-dev/tls; prints how to trust it).
+        #[arg(long)]
+        https: bool,
     },
     /// Upload a component as the next version of a function and wait until every live node
     /// serves it.
@@ -174,7 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        Command::Dev { dir, listen } => return dev::dev(dir, *listen).await,
+        Command::Dev { dir, listen, https } => return dev::dev(dir, *listen, *https).await,
         _ => {}
     }
     let api = api::Api::new(&cli.api, cli.token)?;
