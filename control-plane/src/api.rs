@@ -24,6 +24,7 @@
 //! | `GET /v1/routes` | read | | `[`[`Route`](edge_wire::Route)`]` |
 //! | `PUT /v1/routes` | deploy | [`Route`](edge_wire::Route) | [`Changed`](edge_wire::Changed) |
 //! | `DELETE /v1/routes` | deploy | [`Route`](edge_wire::Route) (host and path; `function` ignored) | [`Changed`](edge_wire::Changed) |
+//! | `POST /v1/purge` | deploy | [`Purge`](edge_wire::Purge) | [`Changed`](edge_wire::Changed): nodes that report its revision have purged |
 //! | `GET /v1/tokens` | admin | | `[`[`TokenInfo`](edge_wire::TokenInfo)`]`, no secrets |
 //! | `POST /v1/tokens` | admin | [`NewToken`](edge_wire::NewToken) | [`TokenInfo`](edge_wire::TokenInfo) with `token`, shown this once |
 //! | `DELETE /v1/tokens/{id}` | admin | | 204 |
@@ -142,6 +143,7 @@ enum Endpoint<'a> {
     Register,
     NodeStatus(&'a str),
     Snapshot,
+    Purge,
 }
 
 impl<'a> Endpoint<'a> {
@@ -162,6 +164,7 @@ impl<'a> Endpoint<'a> {
             ["v1", "functions", name, "rollback"] => Self::Rollback(name),
             ["v1", "functions", name, "canary"] => Self::Canary(name),
             ["v1", "routes"] => Self::Routes,
+            ["v1", "purge"] => Self::Purge,
             ["v1", "tokens"] => Self::Tokens,
             ["v1", "tokens", id] => Self::Token(id),
             ["v1", "nodes"] => Self::Nodes,
@@ -190,6 +193,7 @@ impl<'a> Endpoint<'a> {
             | Self::Rollback(_)
             | Self::Canary(_)
             | Self::Register
+            | Self::Purge
             | Self::NodeStatus(_) => POST,
             Self::Routes => &[Method::GET, Method::PUT, Method::DELETE],
             Self::Tokens => &[Method::GET, Method::POST],
@@ -281,6 +285,7 @@ async fn route(state: &Arc<State>, request: Request<Incoming>) -> Result<Respons
         (E::Routes, Method::GET) => deploy::list_routes(state).await,
         (E::Routes, Method::PUT) => deploy::put_route(state, request).await,
         (E::Routes, _) => deploy::delete_route(state, request).await,
+        (E::Purge, _) => deploy::purge(state, request).await,
         (E::Tokens, Method::GET) => fleet::list_tokens(state).await,
         (E::Tokens, _) => fleet::create_token(state, request).await,
         (E::Token(id), _) => fleet::delete_token(state, id).await,

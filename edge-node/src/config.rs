@@ -87,6 +87,33 @@ pub struct NodeConfig {
     pub shutdown_timeout: Duration,
     /// HTTP/3 over QUIC, beside the TLS listener.
     pub http3: Http3Config,
+    /// The response cache of routes with `cache = true`.
+    pub cache: CacheConfig,
+}
+
+/// The node's response cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Memory for stored responses (bodies and headers); past it the least useful go.
+    pub size_bytes: u64,
+    /// Largest response stored; larger ones pass through.
+    pub max_object_bytes: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self::with_size(crate::cache::DEFAULT_SIZE_BYTES)
+    }
+}
+
+impl CacheConfig {
+    /// A cache of `size_bytes`, storing responses up to an eighth of it (at most 64 MiB).
+    pub fn with_size(size_bytes: u64) -> Self {
+        Self {
+            size_bytes,
+            max_object_bytes: (size_bytes / 8).min(64 << 20),
+        }
+    }
 }
 
 /// Default lifetime of the `Alt-Svc` advertisement of HTTP/3, seconds (a day, as Cloudflare).
@@ -211,6 +238,8 @@ pub struct RouteSpec {
     pub path: String,
     /// Name of the function that serves it.
     pub function: String,
+    /// Whether its GET and HEAD responses go through the node's cache.
+    pub cache: bool,
 }
 
 /// Limits as written in a routes file: every field optional, falling back to the defaults.
@@ -269,6 +298,8 @@ struct RouteEntry {
     #[serde(default = "root_path")]
     path: String,
     function: String,
+    #[serde(default)]
+    cache: bool,
 }
 
 fn root_path() -> String {
@@ -287,6 +318,7 @@ fn root_path() -> String {
 /// host = "api.example.com"   # optional: without it the route matches any host
 /// path = "/v1"               # optional: "/" by default
 /// function = "api"
+/// cache = true               # optional: GET and HEAD answers go through the cache
 /// ```
 ///
 /// # Errors
@@ -349,6 +381,7 @@ pub fn load_routes(path: &Path, defaults: Limits) -> Result<(Vec<FunctionSpec>, 
             host: entry.host.map(|h| h.to_ascii_lowercase()),
             path: entry.path,
             function: entry.function,
+            cache: entry.cache,
         };
         if routes
             .iter()

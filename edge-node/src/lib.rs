@@ -15,6 +15,7 @@
 //! first the one saved on disk, then every new one as it is published.
 #![warn(missing_docs)]
 
+pub mod cache;
 pub mod config;
 pub mod deployment;
 pub mod error;
@@ -143,8 +144,11 @@ impl Node {
                     function: route.function.clone(),
                 }
             })?;
-            let deployment = Arc::new(Deployment::single(function.clone()));
-            entries.push((route.host.clone(), route.path.clone(), deployment));
+            let target = server::Target {
+                deployment: Arc::new(Deployment::single(function.clone())),
+                cache: route.cache,
+            };
+            entries.push((route.host.clone(), route.path.clone(), target));
         }
         let mut table = Router::new(entries);
         let mut following = None;
@@ -178,7 +182,18 @@ impl Node {
             .and_then(|quic| quic.local_addr().ok())
             .zip(config.http3.alt_svc_max_age)
             .map(|(addr, max_age)| server::h3::alt_svc(addr.port(), max_age));
-        let state = Arc::new(State::new(runtime, table, metrics, tls.is_some(), alt_svc));
+        let cache = Arc::new(cache::Cache::new(
+            config.cache.size_bytes,
+            config.cache.max_object_bytes,
+        ));
+        let state = Arc::new(State::new(
+            runtime,
+            table,
+            metrics,
+            tls.is_some(),
+            alt_svc,
+            cache,
+        ));
         let scheme = if tls.is_some() { "https" } else { "http" };
         let address = format!(
             "{scheme}://{}",
@@ -242,6 +257,7 @@ impl Node {
         let admin = tokio::spawn(server::serve_admin(
             self.admin,
             self.state.metrics.clone(),
+            self.state.cache.clone(),
             stopped.clone(),
         ));
         let http3 = self.quic.map(|quic| {

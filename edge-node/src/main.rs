@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use edge_node::config::{
-    self, Allocator, EngineConfig, FunctionSpec, Http3Config, LimitOverrides, Limits, NodeConfig,
-    RouteSpec, TlsFiles,
+    self, Allocator, CacheConfig, EngineConfig, FunctionSpec, Http3Config, LimitOverrides, Limits,
+    NodeConfig, RouteSpec, TlsFiles,
 };
 use edge_node::sync::SyncConfig;
 
@@ -56,6 +56,14 @@ struct ServeArgs {
     /// compiled for nodes like this one (trusting the control plane with native code).
     #[arg(long, env = "EDGE_COMPILE_LOCALLY", requires = "control_plane")]
     compile_locally: bool,
+    /// With --component: its GET and HEAD answers go through the cache (a routes file says
+    /// `cache = true` per route).
+    #[arg(long, env = "EDGE_CACHE", requires = "component")]
+    cache: bool,
+    /// Memory for the response cache, MiB; responses up to an eighth of it (at most 64 MiB)
+    /// are stored.
+    #[arg(long, env = "EDGE_CACHE_SIZE_MB", default_value_t = edge_node::cache::DEFAULT_SIZE_BYTES >> 20)]
+    cache_size_mb: u64,
     /// Address of the public listener; port 0 picks a free port.
     #[arg(long, env = "EDGE_LISTEN", default_value = config::DEFAULT_LISTEN)]
     listen: SocketAddr,
@@ -224,6 +232,7 @@ fn node_config(
                 host: None,
                 path: "/".into(),
                 function: name,
+                cache: args.cache,
             }];
             (functions, routes)
         }
@@ -286,6 +295,7 @@ fn node_config(
             idle_timeout: Duration::from_secs(args.h3_idle_timeout_secs),
             zero_rtt: args.h3_zero_rtt,
         },
+        cache: CacheConfig::with_size(args.cache_size_mb << 20),
     };
     Ok((config, self_signed))
 }

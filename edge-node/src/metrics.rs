@@ -44,6 +44,8 @@ pub struct Metrics {
     traps: Family<FunctionLabels, Counter>,
     kills: Family<KillLabels, Counter>,
     in_use: Family<FunctionLabels, Gauge>,
+    cache_bytes: Gauge,
+    cache_entries: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -97,6 +99,18 @@ impl Default for Metrics {
             kills.clone(),
         );
         registry.register("instances_in_use", "Instances running now", in_use.clone());
+        let cache_bytes = Gauge::default();
+        let cache_entries = Gauge::default();
+        registry.register(
+            "cache_bytes",
+            "Bytes of responses the cache holds",
+            cache_bytes.clone(),
+        );
+        registry.register(
+            "cache_entries",
+            "URLs the cache holds responses for",
+            cache_entries.clone(),
+        );
         Self {
             registry,
             requests,
@@ -105,6 +119,8 @@ impl Default for Metrics {
             traps,
             kills,
             in_use,
+            cache_bytes,
+            cache_entries,
         }
     }
 }
@@ -139,6 +155,14 @@ impl Metrics {
             memory_kills,
             in_use,
         }
+    }
+
+    /// Sets the cache gauges (at scrape time).
+    pub fn set_cache(&self, bytes: u64, entries: u64) {
+        self.cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        self.cache_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
     /// Counts one answered request.

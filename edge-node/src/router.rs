@@ -81,7 +81,7 @@ fn prefix_matches(prefix: &str, path: &str) -> bool {
 }
 
 /// `host` less any `:port`; IPv6 literals keep their brackets.
-fn host_without_port(host: &str) -> &str {
+pub(crate) fn host_without_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.find(']').map_or(host, |end| &host[..=end]);
     }

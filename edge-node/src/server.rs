@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use edge_serving::Peer;
-use http::{HeaderValue, Request, Response};
+use http::{HeaderValue, Method, Request, Response};
 use http_body::{Body, Frame, SizeHint};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -33,6 +33,7 @@ use tokio_rustls::TlsAcceptor;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use crate::ResponseBody;
+use crate::cache::{Cache, Key};
 use crate::deployment::Deployment;
 use crate::error::RequestError;
 use crate::metrics::{Metrics, NO_FUNCTION};
@@ -42,7 +43,16 @@ use crate::runtime::{Function, Runtime};
 pub(crate) use admin::serve as serve_admin;
 
 /// The routing table: swapped whole, never edited in place.
-pub type RouteTable = Router<Arc<Deployment>>;
+pub type RouteTable = Router<Target>;
+
+/// What a route leads to.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The function's active version (and canary).
+    pub deployment: Arc<Deployment>,
+    /// Whether GET and HEAD answers go through the cache.
+    pub cache: bool,
+}
 
 const X_REQUEST_ID: &str = "x-request-id";
 
@@ -54,6 +64,7 @@ pub(crate) struct State {
     pub(crate) tls: bool,
     /// `Alt-Svc` for HTTP/1.1 and HTTP/2 responses when HTTP/3 is served and advertised.
     pub(crate) alt_svc: Option<HeaderValue>,
+    pub(crate) cache: Arc<Cache>,
     no_function: Arc<str>,
 }
 
@@ -64,6 +75,7 @@ impl State {
         metrics: Arc<Metrics>,
         tls: bool,
         alt_svc: Option<HeaderValue>,
+        cache: Arc<Cache>,
     ) -> Self {
         Self {
             runtime,
@@ -71,6 +83,7 @@ impl State {
             metrics,
             tls,
             alt_svc,
+            cache,
             no_function: NO_FUNCTION.into(),
         }
     }
@@ -140,12 +153,8 @@ where
         complete: false,
         state: state.clone(),
     };
-    let function = state
-        .routes
-        .load()
-        .lookup(&log.host, &log.path)
-        .map(|deployment| deployment.pick().clone());
-    let result = match function {
+    let target = state.routes.load().lookup(&log.host, &log.path).cloned();
+    let result = match target {
         None if log.host.is_empty() => Err(RequestError::BadRequest(
             "no host: send a Host header or an absolute URI".into(),
         )),
@@ -153,22 +162,59 @@ where
             host: log.host.clone(),
             path: log.path.clone(),
         }),
-        Some(function) => {
+        Some(target) => {
+            let function = target.deployment.pick().clone();
             log.function = Some(function.clone());
             let scheme = if state.tls {
                 Scheme::Https
             } else {
                 Scheme::Http
             };
+            let method = request.method().clone();
+            let cache_key = target.cache.then(|| {
+                let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+                Key::new(&log.host, target)
+            });
+            let head_only = method == Method::HEAD;
+            // The hit path: nothing for the function is prepared.
+            let hit = match &cache_key {
+                Some(key) if method == Method::GET || head_only => {
+                    state.cache.fresh(key, request.headers(), head_only)
+                }
+                _ => None,
+            };
             client.set_headers(request.headers_mut(), log.version);
-            let served = state
-                .runtime
-                .call(&function, request, scheme, &request_id)
-                .await;
-            if let Some(duration) = served.as_ref().ok().map(|s| s.instantiate) {
-                log.instantiate = Some(duration);
+            match (hit, cache_key) {
+                (Some(hit), _) => Ok(hit),
+                (None, Some(key)) if method == Method::GET || head_only => {
+                    let (parts, _) = request.into_parts();
+                    let origin = origin(&state, &function, scheme, &request_id);
+                    let name = function.name().clone();
+                    Ok(state
+                        .cache
+                        .serve(key, parts, &request_id, name, origin)
+                        .await)
+                }
+                (None, key) => {
+                    let served = state
+                        .runtime
+                        .call(&function, request, scheme, &request_id)
+                        .await;
+                    if let Some(duration) = served.as_ref().ok().map(|s| s.instantiate) {
+                        log.instantiate = Some(duration);
+                    }
+                    let mut served = served.map(|s| s.response);
+                    if let (Some(key), Ok(response)) = (key, &mut served) {
+                        // RFC 9111 §4.4: a successful unsafe method invalidates what the
+                        // cache holds for the URL.
+                        if !method.is_safe() && response.status().as_u16() < 400 {
+                            state.cache.invalidate_after(&key, response.headers());
+                        }
+                        crate::cache::strip_surrogate_keys(response.headers_mut());
+                    }
+                    served
+                }
             }
-            served.map(|s| s.response)
         }
     };
     let mut response = result.unwrap_or_else(|err| err.into_response(&request_id));
@@ -184,6 +230,32 @@ where
     }
     log.status = response.status().as_u16();
     response.map(|body| AccessLogBody { body, log })
+}
+
+/// The route's function as the cache calls it: for misses, revalidations and background
+/// refreshes.
+fn origin(
+    state: &Arc<State>,
+    function: &Arc<Function>,
+    scheme: Scheme,
+    request_id: &Arc<str>,
+) -> crate::cache::Origin {
+    let (state, function, request_id) = (state.clone(), function.clone(), request_id.clone());
+    Arc::new(move |request| {
+        let (state, function, request_id, scheme) = (
+            state.clone(),
+            function.clone(),
+            request_id.clone(),
+            scheme.clone(),
+        );
+        Box::pin(async move {
+            state
+                .runtime
+                .call(&function, request, scheme, &request_id)
+                .await
+                .map(|served| served.response)
+        })
+    })
 }
 
 /// Request headers that tell a function about its client, set by the node only: what a client

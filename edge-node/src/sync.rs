@@ -129,7 +129,11 @@ impl Applier {
                     function: route.function.clone(),
                 }
             })?;
-            entries.push((route.host.clone(), route.path.clone(), deployment.clone()));
+            let target = crate::server::Target {
+                deployment: deployment.clone(),
+                cache: route.cache,
+            };
+            entries.push((route.host.clone(), route.path.clone(), target));
         }
         // Functions no longer deployed are dropped (their instances finish first: requests
         // in flight hold their own reference).
@@ -298,6 +302,7 @@ impl Sync {
             }
             Err(e) => return Step::Failed(format!("snapshot download broke off: {e}")),
         };
+        self.purge(&snapshot);
         if let Err(why) = self.fetch_components(&snapshot).await {
             return Step::Failed(why);
         }
@@ -335,6 +340,42 @@ impl Sync {
             }
         }
         Step::Again
+    }
+
+    /// Applies the snapshot's purges this node has not applied yet: those above the revision
+    /// it serves. When the list may not reach back that far, everything goes.
+    fn purge(&self, snapshot: &Snapshot) {
+        let cache = &self.state.cache;
+        if self.revision == 0 {
+            // Nothing was served yet, so nothing is cached.
+            return;
+        }
+        if snapshot.purges_from >= self.revision {
+            tracing::info!(
+                revision = snapshot.revision,
+                "purging the whole cache: purges since revision {} may be missing",
+                self.revision
+            );
+            cache.purge(&crate::cache::Purge::All);
+            return;
+        }
+        for record in snapshot
+            .purges
+            .iter()
+            .filter(|r| r.revision > self.revision)
+        {
+            match crate::cache::Purge::from_wire(&record.purge) {
+                Some(purge) => {
+                    cache.purge(&purge);
+                    tracing::info!(revision = record.revision, ?purge, "purged");
+                }
+                None => tracing::warn!(
+                    revision = record.revision,
+                    "ignoring a purge of an unreadable URL: {:?}",
+                    record.purge
+                ),
+            }
+        }
     }
 
     async fn register(&self) -> Result<u64, String> {

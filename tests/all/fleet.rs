@@ -438,3 +438,80 @@ fn bad_deploys_get_clear_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("may not do this"), "{err}");
 }
+
+/// The `Cache-Status` and body of a GET of `target` on `node`.
+fn cached_get(node: &NodeProcess, target: &str) -> (String, String) {
+    let response = reqwest::blocking::Client::new()
+        .get(format!("http://{}{target}", node.addr()))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let status = response
+        .headers()
+        .get("cache-status")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, response.text().unwrap())
+}
+
+#[test]
+fn a_purge_reaches_every_node_and_says_when() {
+    let fleet = Fleet::start(3);
+    let probe = edge_tests::guest("probe");
+    let out = edge(
+        &fleet.cp,
+        &fleet.admin(),
+        &[
+            "deploy",
+            probe.to_str().unwrap(),
+            "--name",
+            "shop",
+            "--route",
+            "/",
+            "--cache",
+        ],
+    );
+    assert!(out.contains("live on 3 of 3 nodes"), "{out}");
+    assert!(
+        edge(&fleet.cp, &fleet.admin(), &["routes"]).contains("(cached)"),
+        "the route is not shown as cached"
+    );
+    let tagged = "/origin?h=cache-control:max-age%3D600&h=surrogate-key:catalog";
+    let other = "/origin?h=cache-control:max-age%3D600&h=surrogate-key:cart";
+    for node in &fleet.nodes {
+        for target in [tagged, other] {
+            let (first, body) = cached_get(node, target);
+            assert!(first.contains("stored"), "{first}");
+            let (second, again) = cached_get(node, target);
+            assert!(second.starts_with("edge; hit"), "{second}");
+            assert_eq!(again, body);
+        }
+    }
+
+    let out = edge(&fleet.cp, &fleet.admin(), &["purge", "--key", "catalog"]);
+    assert!(out.contains("purged on 3 of 3 nodes after"), "{out}");
+    for node in &fleet.nodes {
+        let (status, _) = cached_get(node, tagged);
+        assert!(status.contains("fwd=uri-miss"), "still cached: {status}");
+        let (status, _) = cached_get(node, other);
+        assert!(status.starts_with("edge; hit"), "purged too much: {status}");
+    }
+
+    // A URL (the nodes all answer as 127.0.0.1), then everything.
+    let url = format!("http://127.0.0.1{other}");
+    let out = edge(&fleet.cp, &fleet.admin(), &["purge", "--url", &url]);
+    assert!(out.contains("purged on 3 of 3 nodes"), "{out}");
+    for node in &fleet.nodes {
+        let (status, _) = cached_get(node, other);
+        assert!(status.contains("fwd=uri-miss"), "still cached: {status}");
+    }
+    let out = edge(&fleet.cp, &fleet.admin(), &["purge", "--all"]);
+    assert!(out.contains("purged on 3 of 3 nodes"), "{out}");
+
+    // Bad input is named.
+    let refused = edge_raw(&fleet.cp, &fleet.admin(), &["purge", "--url", "not a url"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("cannot purge"), "{err}");
+}

@@ -300,6 +300,49 @@ async fn routes_by_host_over_http3() {
 }
 
 #[tokio::test]
+async fn a_cached_response_is_served_over_http3() {
+    let dir = temp_dir();
+    let routes = write_routes(
+        dir.path(),
+        &format!(
+            r#"
+            [functions.probe]
+            component = "{probe}"
+            [[routes]]
+            function = "probe"
+            cache = true
+            "#,
+            probe = guest("probe").display(),
+        ),
+    );
+    let h3 = H3Node::start(NodeBuilder::default().routes(&routes));
+    let client = h3.client().await;
+    let uri = "https://localhost/origin?h=cache-control:max-age%3D60";
+    let first = client.get(uri).await;
+    assert_eq!(first.status, 200);
+    let second = client.get(uri).await;
+    let status = second.headers["cache-status"].to_str().unwrap();
+    assert!(status.starts_with("edge; hit"), "{status}");
+    assert_eq!(second.text(), first.text());
+    // Stored from HTTP/3, found over HTTP/1.1 with TLS too: one cache for every version.
+    let port = h3.node.addr().port();
+    let over_tcp = tcp_client(&h3.ca, &h3.node)
+        .get(format!(
+            "https://localhost:{port}/origin?h=cache-control:max-age%3D60"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        over_tcp.headers()["cache-status"]
+            .to_str()
+            .unwrap()
+            .starts_with("edge; hit")
+    );
+    assert_eq!(over_tcp.text().await.unwrap(), first.text());
+}
+
+#[tokio::test]
 async fn a_trap_is_500_and_the_connection_lives_on() {
     let h3 = H3Node::start(NodeBuilder::default().component(&guest("probe")));
     let client = h3.client().await;

@@ -1,6 +1,7 @@
 //! End-to-end tests: real `edge-node` processes on 127.0.0.1, real HTTP clients.
 
 mod artifacts;
+mod cache;
 mod control_plane;
 mod dev;
 mod docs;

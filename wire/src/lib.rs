@@ -52,6 +52,8 @@ pub mod paths {
     pub const ROUTES: &str = "/v1/routes";
     /// `GET` nodes; `POST /v1/nodes/register`, `POST /v1/nodes/{id}/status`.
     pub const NODES: &str = "/v1/nodes";
+    /// `POST` a [`super::Purge`]; answers [`super::Changed`].
+    pub const PURGE: &str = "/v1/purge";
     /// `GET` or `POST` tokens; `DELETE /v1/tokens/{id}`.
     pub const TOKENS: &str = "/v1/tokens";
     /// Longest long-poll wait a client may ask for, in seconds.
@@ -72,6 +74,42 @@ pub struct Snapshot {
     /// code is for; a node with another engine compiles the components itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// The latest purges, oldest first: every purge with a revision above `purges_from`. A
+    /// node applies those above the revision it served before; one that served a revision
+    /// at or below `purges_from` may have missed some and empties its cache.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purges: Vec<PurgeRecord>,
+    /// See `purges`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub purges_from: Revision,
+}
+
+fn is_zero(revision: &Revision) -> bool {
+    *revision == 0
+}
+
+/// A purge and the revision that carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeRecord {
+    /// The revision it was made at.
+    pub revision: Revision,
+    /// What it removes.
+    pub purge: Purge,
+}
+
+/// `POST /v1/purge`: what to remove from every node's cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Purge {
+    /// One URL (`https://host/path?query`), every variant.
+    Url(String),
+    /// Every response tagged with this surrogate key (`Surrogate-Key` or `Cache-Tag`).
+    SurrogateKey(String),
+    /// Everything a function's routes stored.
+    Function(String),
+    /// Everything.
+    All,
 }
 
 impl Snapshot {
@@ -168,6 +206,9 @@ pub struct Route {
     pub path: String,
     /// The function's name.
     pub function: String,
+    /// Whether nodes answer its GET and HEAD requests from their cache (RFC 9111).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache: bool,
 }
 
 impl Route {
@@ -211,6 +252,7 @@ impl Route {
             host,
             path,
             function: function.to_owned(),
+            cache: false,
         })
     }
 }
@@ -219,10 +261,11 @@ impl std::fmt::Display for Route {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}{} -> {}",
+            "{}{} -> {}{}",
             self.host.as_deref().unwrap_or("*"),
             self.path,
-            self.function
+            self.function,
+            if self.cache { " (cached)" } else { "" }
         )
     }
 }

@@ -192,6 +192,13 @@ pub(super) async fn canary(state: &Arc<State>, name: &str, request: Request<Inco
     Ok(body::json(&changed))
 }
 
+/// `POST /v1/purge`.
+pub(super) async fn purge(state: &Arc<State>, request: Request<Incoming>) -> Answer {
+    let purge: edge_wire::Purge = read_json(request.into_body()).await?;
+    let changed = state.db(move |store| store.purge(&purge, now_ms())).await?;
+    Ok(body::json(&changed))
+}
+
 /// `GET /v1/routes`.
 pub(super) async fn list_routes(state: &Arc<State>) -> Answer {
     let routes = state.db(|store| store.routes()).await?;
@@ -222,6 +229,7 @@ pub(super) async fn delete_route(state: &Arc<State>, request: Request<Incoming>)
         host: key.host,
         path: key.path,
         function: String::new(),
+        cache: false,
     };
     let changed = state.db(move |store| store.delete_route(&route)).await?;
     Ok(body::json(&changed))

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use edge_wire::{
-    Canary, Changed, FunctionDeployment, FunctionInfo, Limits, NewVersion, Revision, Route,
-    Snapshot, Version, VersionInfo,
+    Canary, Changed, FunctionDeployment, FunctionInfo, Limits, NewVersion, Purge, PurgeRecord,
+    Revision, Route, Snapshot, Version, VersionInfo,
 };
 use rusqlite::{OptionalExtension as _, Transaction, params};
 
@@ -301,11 +301,16 @@ fn upsert_route(tx: &Transaction<'_>, route: &Route) -> Result<()> {
         )
         .optional()?;
     match existing {
-        Some(function) if function == route.function => {}
+        Some(function) if function == route.function => {
+            tx.execute(
+                "UPDATE routes SET cache = ?3 WHERE host IS ?1 AND path = ?2",
+                params![route.host, route.path, route.cache],
+            )?;
+        }
         Some(function) => {
             tx.execute(
-                "UPDATE routes SET function = ?3 WHERE host IS ?1 AND path = ?2",
-                params![route.host, route.path, route.function],
+                "UPDATE routes SET function = ?3, cache = ?4 WHERE host IS ?1 AND path = ?2",
+                params![route.host, route.path, route.function, route.cache],
             )?;
             tracing::info!(
                 %route,
@@ -316,8 +321,8 @@ fn upsert_route(tx: &Transaction<'_>, route: &Route) -> Result<()> {
         }
         None => {
             tx.execute(
-                "INSERT INTO routes (host, path, function) VALUES (?1, ?2, ?3)",
-                params![route.host, route.path, route.function],
+                "INSERT INTO routes (host, path, function, cache) VALUES (?1, ?2, ?3, ?4)",
+                params![route.host, route.path, route.function, route.cache],
             )?;
         }
     }
@@ -411,12 +416,13 @@ fn function_info(tx: &Transaction<'_>, name: &str) -> Result<FunctionInfo> {
 
 fn routes(tx: &Transaction<'_>) -> Result<Vec<Route>> {
     let routes = tx
-        .prepare("SELECT host, path, function FROM routes ORDER BY ifnull(host, ''), path")?
+        .prepare("SELECT host, path, function, cache FROM routes ORDER BY ifnull(host, ''), path")?
         .query_map([], |row| {
             Ok(Route {
                 host: row.get(0)?,
                 path: row.get(1)?,
                 function: row.get(2)?,
+                cache: row.get(3)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -474,10 +480,92 @@ pub(super) fn snapshot(
         };
         functions.insert(name, FunctionDeployment { active, canary });
     }
+    let (purges, purges_from) = purges(tx)?;
     Ok(Snapshot {
         revision,
         functions,
         routes: routes(tx)?,
         engine: engine.map(str::to_owned),
+        purges,
+        purges_from,
     })
+}
+
+/// How many of the latest purges every snapshot carries.
+const PURGES_KEPT: usize = 1000;
+
+/// The latest purges, oldest first, and the revision above which that list is complete.
+fn purges(tx: &Transaction<'_>) -> Result<(Vec<PurgeRecord>, Revision)> {
+    let mut records = tx
+        .prepare_cached("SELECT revision, target FROM purges ORDER BY revision DESC LIMIT ?1")?
+        .query_map([PURGES_KEPT as i64], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?
+        .into_iter()
+        .map(|(revision, target)| {
+            let purge = serde_json::from_str(&target).map_err(|e| Error::Corrupt {
+                what: "purge",
+                detail: format!("at revision {revision}: {e}"),
+            })?;
+            Ok(PurgeRecord {
+                revision: from_sql_int(revision),
+                purge,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    records.reverse();
+    let from = if records.len() == PURGES_KEPT {
+        records[0].revision - 1
+    } else {
+        0
+    };
+    Ok((records, from))
+}
+
+impl Store {
+    /// Records a purge; it reaches nodes with the revision it makes.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for an empty key, function name or URL.
+    pub fn purge(&self, purge: &Purge, now_ms: u64) -> Result<Changed> {
+        let empty = match purge {
+            Purge::Url(value) | Purge::SurrogateKey(value) | Purge::Function(value) => {
+                value.trim().is_empty()
+            }
+            Purge::All => false,
+        };
+        if empty {
+            return Err(Error::Invalid(
+                "a purge needs a URL, a surrogate key or a function name; or purge all".into(),
+            ));
+        }
+        if let Purge::Url(url) = purge {
+            let uri: http::Uri = url.parse().map_err(|e| {
+                Error::Invalid(format!("cannot purge {url:?}: {e}; pass https://HOST/PATH"))
+            })?;
+            if uri.host().is_none() {
+                return Err(Error::Invalid(format!(
+                    "cannot purge {url:?}: it names no host; pass https://HOST/PATH"
+                )));
+            }
+        }
+        let target = serde_json::to_string(purge).expect("a purge serialises");
+        let ((), revision) = self.change(|tx| {
+            let revision: i64 =
+                tx.query_row("SELECT revision + 1 FROM state WHERE id = 1", [], |row| {
+                    row.get(0)
+                })?;
+            tx.execute(
+                "INSERT INTO purges (revision, target, created_unix_ms) VALUES (?1, ?2, ?3)",
+                params![revision, target, to_sql_int(now_ms)],
+            )?;
+            Ok(())
+        })?;
+        tracing::info!(revision, ?purge, "purge recorded");
+        Ok(Changed {
+            revision,
+            version: None,
+        })
+    }
 }

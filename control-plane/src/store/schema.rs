@@ -74,6 +74,15 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (component, engine)
     );
     ",
+    // 3: routes cached by the nodes; purges, each at the revision that carries it to nodes.
+    r"
+    ALTER TABLE routes ADD COLUMN cache INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE purges (
+        revision        INTEGER PRIMARY KEY,
+        target          TEXT NOT NULL,
+        created_unix_ms INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.

@@ -192,6 +192,7 @@ fn routes_are_normalised_unique_and_moved_between_functions() {
         host: Some("example.com".into()),
         path: "/api".into(),
         function: "b".into(),
+        cache: false,
     };
     store.put_route(&route).unwrap();
     assert!(store.routes().unwrap().iter().all(|r| r.function == "b"));
@@ -203,6 +204,7 @@ fn routes_are_normalised_unique_and_moved_between_functions() {
         host: None,
         path: "api".into(),
         function: "b".into(),
+        cache: false,
     };
     assert!(invalid(store.put_route(&bad)).contains("must start with /"));
 

@@ -66,6 +66,7 @@ pub fn route(route: &Route, function: Option<&str>) -> Result<Route> {
         host,
         path,
         function: name.to_owned(),
+        cache: route.cache,
     })
 }
 

@@ -26,6 +26,8 @@ pub(crate) struct Deploy<'a> {
     pub(crate) file: &'a Path,
     pub(crate) name: &'a str,
     pub(crate) routes: &'a [String],
+    /// The routes are cached by the nodes.
+    pub(crate) cache: bool,
     pub(crate) env: &'a [String],
     pub(crate) limits: Limits,
     pub(crate) wait: Option<Duration>,
@@ -40,7 +42,14 @@ pub(crate) async fn deploy(api: &Api, args: Deploy<'_>) -> anyhow::Result<u32> {
     let routes = args
         .routes
         .iter()
-        .map(|spec| Route::parse(spec, args.name).map_err(anyhow::Error::msg))
+        .map(|spec| {
+            Route::parse(spec, args.name)
+                .map(|route| Route {
+                    cache: args.cache,
+                    ..route
+                })
+                .map_err(anyhow::Error::msg)
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let env = args
         .env
@@ -137,9 +146,20 @@ async fn show_progress(sent: Arc<AtomicU64>, total: u64) {
 
 /// Waits until every live node serves `revision`, then says how long that took.
 async fn converge(api: &Api, revision: u64, since: Instant, limit: Duration) -> anyhow::Result<()> {
+    converge_saying(api, revision, since, limit, "live on").await
+}
+
+/// Waits until every live node serves `revision`; then prints `{done} N of N nodes after S s`.
+async fn converge_saying(
+    api: &Api,
+    revision: u64,
+    since: Instant,
+    limit: Duration,
+    done: &str,
+) -> anyhow::Result<()> {
     loop {
         let nodes: Vec<NodeInfo> = api.get(paths::NODES).await?;
-        match verdict(&nodes, revision, since.elapsed(), limit) {
+        match verdict(&nodes, revision, since.elapsed(), limit, done) {
             Verdict::Wait => tokio::time::sleep(POLL).await,
             Verdict::Done(message) => {
                 println!("{message}");
@@ -162,7 +182,13 @@ enum Verdict {
 }
 
 /// Whether `nodes` serve `revision`, `elapsed` after the change, giving up after `limit`.
-fn verdict(nodes: &[NodeInfo], revision: u64, elapsed: Duration, limit: Duration) -> Verdict {
+fn verdict(
+    nodes: &[NodeInfo],
+    revision: u64,
+    elapsed: Duration,
+    limit: Duration,
+    done: &str,
+) -> Verdict {
     let live: Vec<&NodeInfo> = nodes.iter().filter(|n| n.live).collect();
     if live.is_empty() {
         return Verdict::Done("no live nodes yet: nodes serve it as they connect".into());
@@ -174,7 +200,7 @@ fn verdict(nodes: &[NodeInfo], revision: u64, elapsed: Duration, limit: Duration
         .collect();
     if behind.is_empty() {
         return Verdict::Done(format!(
-            "live on {} of {} nodes after {:.3} s",
+            "{done} {} of {} nodes after {:.3} s",
             live.len(),
             live.len(),
             elapsed.as_secs_f64()
@@ -203,6 +229,21 @@ fn verdict(nodes: &[NodeInfo], revision: u64, elapsed: Duration, limit: Duration
         ));
     }
     Verdict::Wait
+}
+
+/// `edge purge`: records the purge, then waits until every live node has applied it.
+pub(crate) async fn purge(
+    api: &Api,
+    purge: edge_wire::Purge,
+    wait: Option<Duration>,
+) -> anyhow::Result<()> {
+    let changed: Changed = api.post(paths::PURGE, &purge).await?;
+    let since = Instant::now();
+    println!("purge recorded at revision {}", changed.revision);
+    match wait {
+        Some(limit) => converge_saying(api, changed.revision, since, limit, "purged on").await,
+        None => Ok(()),
+    }
 }
 
 pub(crate) async fn versions(api: &Api, name: &str) -> anyhow::Result<()> {
@@ -283,10 +324,11 @@ pub(crate) async fn routes(api: &Api) -> anyhow::Result<()> {
     println!("HOST                           PATH                 FUNCTION");
     for r in routes {
         println!(
-            "{:<30} {:<20} {}",
+            "{:<30} {:<20} {}{}",
             r.host.as_deref().unwrap_or("*"),
             r.path,
-            r.function
+            r.function,
+            if r.cache { " (cached)" } else { "" }
         );
     }
     Ok(())
@@ -391,17 +433,17 @@ mod tests {
         let limit = Duration::from_secs(60);
         let ms = Duration::from_millis;
         let nodes = [node("a", 5, true, true), node("b", 4, true, true)];
-        assert_eq!(verdict(&nodes, 5, ms(10), limit), Verdict::Wait);
+        assert_eq!(verdict(&nodes, 5, ms(10), limit, "live on"), Verdict::Wait);
         let nodes = [node("a", 5, true, true), node("gone", 1, true, false)];
         assert!(
-            matches!(verdict(&nodes, 5, ms(10), limit), Verdict::Done(m) if m.contains("1 of 1"))
+            matches!(verdict(&nodes, 5, ms(10), limit, "live on"), Verdict::Done(m) if m.contains("1 of 1"))
         );
         assert!(
-            matches!(verdict(&[], 5, ms(10), limit), Verdict::Done(m) if m.contains("no live nodes"))
+            matches!(verdict(&[], 5, ms(10), limit, "live on"), Verdict::Done(m) if m.contains("no live nodes"))
         );
         let nodes = [node("b", 4, true, true)];
         assert!(
-            matches!(verdict(&nodes, 5, Duration::from_secs(61), limit), Verdict::Failed(m) if m.contains("b (at revision 4)"))
+            matches!(verdict(&nodes, 5, Duration::from_secs(61), limit, "live on"), Verdict::Failed(m) if m.contains("b (at revision 4)"))
         );
     }
 
@@ -411,11 +453,11 @@ mod tests {
         let limit = Duration::from_secs(60);
         let nodes = [node("a", 4, false, true)];
         assert_eq!(
-            verdict(&nodes, 5, Duration::from_millis(100), limit),
+            verdict(&nodes, 5, Duration::from_millis(100), limit, "live on"),
             Verdict::Wait
         );
         assert!(matches!(
-            verdict(&nodes, 5, Duration::from_secs(4), limit),
+            verdict(&nodes, 5, Duration::from_secs(4), limit, "live on"),
             Verdict::Failed(m) if m.contains("node a cannot apply revision 5: bad component")
         ));
     }

@@ -82,6 +82,7 @@ pub(crate) async fn dev(dir: &Path, listen: SocketAddr, https: bool) -> anyhow::
         },
         shutdown_timeout: Duration::from_secs(1),
         http3: Default::default(),
+        cache: Default::default(),
     })
     .await
     .with_context(|| format!("cannot start the local node on {listen}"))?;
@@ -179,6 +180,7 @@ async fn build_and_deploy(api: &Api, dir: &Path, name: &str) -> Option<u32> {
             file: &built.path,
             name,
             routes: &routes,
+            cache: false,
             env: &[],
             limits: edge_wire::Limits::default(),
             wait: Some(Duration::from_secs(60)),

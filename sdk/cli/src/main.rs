@@ -81,6 +81,28 @@ enum Command {
         /// Memory limit of one instance, MiB (default: the node's).
         #[arg(long)]
         memory_mb: Option<u64>,
+        /// Nodes answer GET and HEAD on the --route(s) from their cache, as RFC 9111 and the
+        /// function's Cache-Control allow.
+        #[arg(long, requires = "routes")]
+        cache: bool,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Remove responses from every node's cache, and wait until every live node has.
+    #[command(group = clap::ArgGroup::new("what").required(true).args(["key", "url", "function", "all"]))]
+    Purge {
+        /// Everything tagged with this surrogate key (Surrogate-Key or Cache-Tag).
+        #[arg(long)]
+        key: Option<String>,
+        /// One URL, https://HOST/PATH?QUERY, every variant.
+        #[arg(long)]
+        url: Option<String>,
+        /// Everything a function's routes stored.
+        #[arg(long)]
+        function: Option<String>,
+        /// Everything.
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         wait: Wait,
     },
@@ -193,6 +215,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             env,
             timeout_ms,
             memory_mb,
+            cache,
             wait,
         } => {
             let limits = Limits {
@@ -204,6 +227,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 file: &file,
                 name: &name,
                 routes: &routes,
+                cache,
                 env: &env,
                 limits,
                 wait: wait.limit(),
@@ -220,6 +244,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             percent,
             wait,
         } => commands::canary(&api, &name, version, percent, wait.limit()).await,
+        Command::Purge {
+            key,
+            url,
+            function,
+            all,
+            wait,
+        } => {
+            let purge = match (key, url, function, all) {
+                (Some(key), ..) => edge_wire::Purge::SurrogateKey(key),
+                (_, Some(url), ..) => edge_wire::Purge::Url(url),
+                (_, _, Some(function), _) => edge_wire::Purge::Function(function),
+                _ => edge_wire::Purge::All,
+            };
+            commands::purge(&api, purge, wait.limit()).await
+        }
         Command::Routes => commands::routes(&api).await,
         Command::Nodes => commands::nodes(&api).await,
         Command::Tokens(Tokens::Create { scope, name }) => {

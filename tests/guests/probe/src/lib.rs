@@ -70,6 +70,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
                     format!("env={env} preopens={preopens} fs={fs}"),
                 );
             }
+            "/origin" => origin(&request, query, response_out),
             "/info" => {
                 let mut text = format!(
                     "method={:?}\npath={}\nauthority={}\n",
@@ -121,6 +122,100 @@ fn echo(request: IncomingRequest, out: ResponseOutparam) {
     drop(input);
     IncomingBody::finish(incoming);
     OutgoingBody::finish(body, None).unwrap();
+}
+
+/// An origin for the cache tests, shaped by its query: `h=Name:Value` adds a response header
+/// (any number), `status=N` sets the status, `sleep=MS` answers after a pause. The body is
+/// `origin <random number>` (padded with dots to `size=N` bytes), different on every call and
+/// also sent as `x-origin-call`, so a test can tell a stored answer from a new one. A request whose `If-None-Match` matches the `ETag` it would send gets a 304; a
+/// request with `x-fail` gets a 503.
+fn origin(request: &IncomingRequest, query: &str, out: ResponseOutparam) {
+    let mut headers: Vec<(String, String)> = Vec::new();
+    let mut status = 200;
+    let mut sleep_ms = 0;
+    let mut size: usize = 0;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value);
+        match name {
+            "h" => {
+                if let Some((header, value)) = value.split_once(':') {
+                    headers.push((header.trim().to_ascii_lowercase(), value.trim().to_owned()));
+                }
+            }
+            "status" => status = value.parse().unwrap_or(200),
+            "sleep" => sleep_ms = value.parse().unwrap_or(0),
+            "size" => size = value.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    if sleep_ms > 0 {
+        wasip2::clocks::monotonic_clock::subscribe_duration(sleep_ms * 1_000_000).block();
+    }
+    let request_headers = request.headers().entries();
+    let sent = |name: &str| {
+        request_headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    if sent("x-fail").is_some() {
+        return respond(out, 503, "origin failed on purpose".into());
+    }
+    let etag = headers.iter().find(|(n, _)| n == "etag").map(|(_, v)| v.clone());
+    let not_modified = etag.is_some() && sent("if-none-match") == etag;
+    let call = wasip2::random::random::get_random_u64();
+    let fields = Fields::new();
+    fields.append("x-origin-call", call.to_string().as_bytes()).unwrap();
+    for (name, value) in &headers {
+        fields
+            .append(name, value.as_bytes())
+            .unwrap_or_else(|e| panic!("header {name}: {e:?}"));
+    }
+    let resp = OutgoingResponse::new(fields);
+    resp.set_status_code(if not_modified { 304 } else { status })
+        .unwrap();
+    let body = resp.body().unwrap();
+    ResponseOutparam::set(out, Ok(resp));
+    if !not_modified {
+        let stream = body.write().unwrap();
+        let mut text = format!("origin {call}");
+        // Padding up to `size` bytes, written in pieces the host accepts.
+        text.extend(std::iter::repeat_n('.', size.saturating_sub(text.len())));
+        for piece in text.as_bytes().chunks(4096) {
+            stream.blocking_write_and_flush(piece).unwrap();
+        }
+        stream.flush().unwrap();
+    }
+    OutgoingBody::finish(body, None).unwrap();
+}
+
+/// `%XX` escapes and `+` as space.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| text.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[i], escaped) {
+            (_, Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', None) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, None) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 wasip2::http::proxy::export!(Probe);
