@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Deploy convergence: a control plane and NODES (10) edge nodes on 127.0.0.1, DEPLOYS (20)
-# deploys; prints p50/p99 of the time from the deploy call returning to every node serving it.
+# deploys and PURGES (50) purges; prints p50/p99 of the time from the deploy (or purge) call
+# returning to every node serving (or having applied) it.
 #   bash benches/converge.sh
 #   NODES=3 DEPLOYS=10 bash benches/converge.sh
 set -euo pipefail

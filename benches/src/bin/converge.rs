@@ -8,7 +8,9 @@
 //! compiles it with Cranelift instead: the worst case. Also printed: the upload (check and
 //! compile), and the whole of it, upload start to every node serving. A second series rolls
 //! back one version at a time: each node fetches the component again (it keeps only those it
-//! serves) but finds its compiled code in its artifact cache.
+//! serves) but finds its compiled code in its artifact cache. A third series purges
+//! (`PURGES`, 50, by surrogate key): the time until every node reports the purge's revision,
+//! which a node does after applying it to its cache.
 
 use std::time::{Duration, Instant};
 
@@ -104,6 +106,21 @@ fn main() {
         cached.push(api.converge(changed.revision, nodes));
     }
     report("rollback", &mut cached);
+
+    let purges = env_or("PURGES", 50);
+    println!("{nodes} nodes, {purges} purges by surrogate key (edge purge --key)");
+    let (mut applied, mut whole) = (Vec::new(), Vec::new());
+    for round in 0..purges {
+        let started = Instant::now();
+        let changed: Changed = api.post(
+            "/v1/purge",
+            &edge_wire::Purge::SurrogateKey(format!("key-{round}")),
+        );
+        applied.push(api.converge(changed.revision, nodes));
+        whole.push(started.elapsed());
+    }
+    report("purge call returned to applied on all", &mut applied);
+    report("purge call start to applied on all", &mut whole);
     drop(fleet);
 }
 
