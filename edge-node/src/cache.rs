@@ -195,7 +195,7 @@ type Variants = Arc<[Arc<Stored>]>;
 
 /// The function behind a route, called to fill the cache or revalidate it: any number of
 /// times, with a GET or HEAD without body.
-pub(crate) type Origin = Arc<
+pub(crate) type Fetch = Arc<
     dyn Fn(
             Request<http_body_util::Empty<Bytes>>,
         )
@@ -363,7 +363,7 @@ impl Cache {
         request: http::request::Parts,
         request_id: &str,
         function: Arc<str>,
-        origin: Origin,
+        origin: Fetch,
     ) -> Response<ResponseBody> {
         let head_only = request.method == Method::HEAD;
         let view = policy_request(&key, &request);
@@ -633,7 +633,7 @@ impl Cache {
         revalidation: http::request::Parts,
         request_id: &str,
         function: Arc<str>,
-        origin: Origin,
+        origin: Fetch,
     ) {
         let Some(leader) = Leader::register(self, &key) else {
             return;
@@ -703,10 +703,16 @@ impl Cache {
         };
         let ttl = ttl(pending.fresh_until, now);
         set_cache_status(&mut parts.headers, &format!("fwd={fwd}; stored; ttl={ttl}"));
+        let expected = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         let storing = StoringBody {
             inner: body,
             buffer: BytesMut::new(),
             limit: self.max_object_bytes,
+            expected,
             pending: Some(pending),
         };
         if head_only {
@@ -787,7 +793,7 @@ struct Revalidation<'a> {
     head_only: bool,
     request_id: &'a str,
     function: Arc<str>,
-    origin: Origin,
+    origin: Fetch,
 }
 
 enum Found {
@@ -871,7 +877,18 @@ struct StoringBody {
     inner: ResponseBody,
     buffer: BytesMut,
     limit: u64,
+    /// The declared `content-length`: once that much has passed, the body is whole even if
+    /// nobody polls it to its end (hyper stops there).
+    expected: Option<u64>,
     pending: Option<Pending>,
+}
+
+impl Drop for StoringBody {
+    fn drop(&mut self) {
+        if self.expected == Some(self.buffer.len() as u64) {
+            self.finish();
+        }
+    }
 }
 
 impl StoringBody {
@@ -920,7 +937,7 @@ impl Body for StoringBody {
                         this.buffer.extend_from_slice(data);
                     }
                 }
-                if this.inner.is_end_stream() {
+                if this.inner.is_end_stream() || this.expected == Some(this.buffer.len() as u64) {
                     this.finish();
                 }
             }

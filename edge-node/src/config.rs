@@ -236,8 +236,10 @@ pub struct RouteSpec {
     pub host: Option<String>,
     /// Path prefix, matched on segment boundaries (`/api` matches `/api/x`, not `/apix`).
     pub path: String,
-    /// Name of the function that serves it.
+    /// Name of the function that serves it (empty for an origin route).
     pub function: String,
+    /// An origin (`http(s)://host[:port]`) the node proxies to instead of a function.
+    pub origin: Option<String>,
     /// Whether its GET and HEAD responses go through the node's cache.
     pub cache: bool,
 }
@@ -297,7 +299,8 @@ struct RouteEntry {
     host: Option<String>,
     #[serde(default = "root_path")]
     path: String,
-    function: String,
+    function: Option<String>,
+    origin: Option<String>,
     #[serde(default)]
     cache: bool,
 }
@@ -319,6 +322,11 @@ fn root_path() -> String {
 /// path = "/v1"               # optional: "/" by default
 /// function = "api"
 /// cache = true               # optional: GET and HEAD answers go through the cache
+///
+/// [[routes]]
+/// host = "static.example.com"
+/// origin = "https://origin.example.com"   # instead of a function: a caching reverse proxy
+/// cache = true
 /// ```
 ///
 /// # Errors
@@ -363,12 +371,28 @@ pub fn load_routes(path: &Path, defaults: Limits) -> Result<(Vec<FunctionSpec>, 
     }
     let mut routes: Vec<RouteSpec> = Vec::with_capacity(file.routes.len());
     for entry in file.routes {
-        if !functions.iter().any(|f| f.name == entry.function) {
+        let route_name = describe(entry.host.as_deref(), &entry.path);
+        let function = match (entry.function, &entry.origin) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(format!(
+                    "route {route_name} has both a `function` and an `origin`; keep one"
+                )));
+            }
+            (None, None) => {
+                return Err(invalid(format!(
+                    "route {route_name} needs a `function` or an `origin`"
+                )));
+            }
+            (None, Some(origin)) => {
+                crate::origin::Origin::new(origin, reqwest::Client::new())
+                    .map_err(|e| invalid(format!("route {route_name}: {e}")))?;
+                String::new()
+            }
+            (Some(function), None) => function,
+        };
+        if entry.origin.is_none() && !functions.iter().any(|f| f.name == function) {
             return Err(invalid(format!(
-                "route {} names function `{}`, which is not defined; add a [functions.{}] table",
-                describe(entry.host.as_deref(), &entry.path),
-                entry.function,
-                entry.function
+                "route {route_name} names function `{function}`, which is not defined; add a [functions.{function}] table",
             )));
         }
         if !entry.path.starts_with('/') {
@@ -380,7 +404,8 @@ pub fn load_routes(path: &Path, defaults: Limits) -> Result<(Vec<FunctionSpec>, 
         let route = RouteSpec {
             host: entry.host.map(|h| h.to_ascii_lowercase()),
             path: entry.path,
-            function: entry.function,
+            function,
+            origin: entry.origin,
             cache: entry.cache,
         };
         if routes

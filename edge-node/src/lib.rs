@@ -21,6 +21,7 @@ pub mod deployment;
 pub mod error;
 pub mod logging;
 pub mod metrics;
+pub mod origin;
 pub mod router;
 pub mod runtime;
 pub mod server;
@@ -69,6 +70,9 @@ pub enum StartError {
         /// The missing function.
         function: String,
     },
+    /// An origin route's URL is unusable.
+    #[error("{0}")]
+    Origin(String),
     /// There is nothing to serve.
     #[error("no routes to serve; pass --component FILE, --routes FILE or --control-plane URL")]
     NoRoutes,
@@ -137,15 +141,25 @@ impl Node {
             functions.insert(&spec.name, function);
         }
         let mut entries = Vec::with_capacity(config.routes.len());
+        let origins = origin::client();
         for route in &config.routes {
-            let function = functions.get(route.function.as_str()).ok_or_else(|| {
-                StartError::UnknownFunction {
-                    route: config::describe(route.host.as_deref(), &route.path),
-                    function: route.function.clone(),
+            let upstream = match &route.origin {
+                Some(url) => server::Upstream::Origin(Arc::new(
+                    origin::Origin::new(url, origins.clone())
+                        .map_err(|e| StartError::Origin(e.to_string()))?,
+                )),
+                None => {
+                    let function = functions.get(route.function.as_str()).ok_or_else(|| {
+                        StartError::UnknownFunction {
+                            route: config::describe(route.host.as_deref(), &route.path),
+                            function: route.function.clone(),
+                        }
+                    })?;
+                    server::Upstream::Function(Arc::new(Deployment::single(function.clone())))
                 }
-            })?;
+            };
             let target = server::Target {
-                deployment: Arc::new(Deployment::single(function.clone())),
+                upstream,
                 cache: route.cache,
             };
             entries.push((route.host.clone(), route.path.clone(), target));

@@ -232,6 +232,7 @@ fn node_config(
                 host: None,
                 path: "/".into(),
                 function: name,
+                origin: None,
                 cache: args.cache,
             }];
             (functions, routes)

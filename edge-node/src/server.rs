@@ -48,10 +48,19 @@ pub type RouteTable = Router<Target>;
 /// What a route leads to.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The function's active version (and canary).
-    pub deployment: Arc<Deployment>,
+    /// Who answers.
+    pub upstream: Upstream,
     /// Whether GET and HEAD answers go through the cache.
     pub cache: bool,
+}
+
+/// A function, or an origin the node proxies to.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// The function's active version (and canary).
+    Function(Arc<Deployment>),
+    /// An origin server.
+    Origin(Arc<crate::origin::Origin>),
 }
 
 const X_REQUEST_ID: &str = "x-request-id";
@@ -146,6 +155,7 @@ where
         host,
         remote,
         function: None,
+        origin: None,
         status: 0,
         instantiate: None,
         started,
@@ -163,8 +173,14 @@ where
             path: log.path.clone(),
         }),
         Some(target) => {
-            let function = target.deployment.pick().clone();
-            log.function = Some(function.clone());
+            let function = match &target.upstream {
+                Upstream::Function(deployment) => Some(deployment.pick().clone()),
+                Upstream::Origin(origin) => {
+                    log.origin = Some(origin.name().clone());
+                    None
+                }
+            };
+            log.function.clone_from(&function);
             let scheme = if state.tls {
                 Scheme::Https
             } else {
@@ -183,27 +199,49 @@ where
                 }
                 _ => None,
             };
-            client.set_headers(request.headers_mut(), log.version);
+            if function.is_some() {
+                client.set_headers(request.headers_mut(), log.version);
+            }
             match (hit, cache_key) {
                 (Some(hit), _) => Ok(hit),
                 (None, Some(key)) if method == Method::GET || head_only => {
                     let (parts, _) = request.into_parts();
-                    let origin = origin(&state, &function, scheme, &request_id);
-                    let name = function.name().clone();
+                    let (fetch, name) = match (&function, &target.upstream) {
+                        (Some(function), _) => (
+                            fetch_function(&state, function, scheme, &request_id),
+                            function.name().clone(),
+                        ),
+                        (None, Upstream::Origin(origin)) => (
+                            fetch_origin(origin, client.remote, state.tls, &request_id),
+                            origin.name().clone(),
+                        ),
+                        (None, Upstream::Function(_)) => unreachable!("a function was picked"),
+                    };
                     Ok(state
                         .cache
-                        .serve(key, parts, &request_id, name, origin)
+                        .serve(key, parts, &request_id, name, fetch)
                         .await)
                 }
                 (None, key) => {
-                    let served = state
-                        .runtime
-                        .call(&function, request, scheme, &request_id)
-                        .await;
-                    if let Some(duration) = served.as_ref().ok().map(|s| s.instantiate) {
-                        log.instantiate = Some(duration);
-                    }
-                    let mut served = served.map(|s| s.response);
+                    let mut served = match (&function, &target.upstream) {
+                        (Some(function), _) => {
+                            let served = state
+                                .runtime
+                                .call(function, request, scheme, &request_id)
+                                .await;
+                            if let Some(duration) = served.as_ref().ok().map(|s| s.instantiate) {
+                                log.instantiate = Some(duration);
+                            }
+                            served.map(|s| s.response)
+                        }
+                        (None, Upstream::Origin(origin)) => {
+                            let scheme = if state.tls { "https" } else { "http" };
+                            Ok(origin
+                                .forward(request, client.remote, scheme, &request_id)
+                                .await)
+                        }
+                        (None, Upstream::Function(_)) => unreachable!("a function was picked"),
+                    };
                     if let (Some(key), Ok(response)) = (key, &mut served) {
                         // RFC 9111 §4.4: a successful unsafe method invalidates what the
                         // cache holds for the URL.
@@ -232,14 +270,31 @@ where
     response.map(|body| AccessLogBody { body, log })
 }
 
+/// The route's origin as the cache calls it.
+fn fetch_origin(
+    origin: &Arc<crate::origin::Origin>,
+    remote: SocketAddr,
+    tls: bool,
+    request_id: &Arc<str>,
+) -> crate::cache::Fetch {
+    let (origin, request_id) = (origin.clone(), request_id.clone());
+    Arc::new(move |request| {
+        let (origin, request_id) = (origin.clone(), request_id.clone());
+        Box::pin(async move {
+            let scheme = if tls { "https" } else { "http" };
+            Ok(origin.forward(request, remote, scheme, &request_id).await)
+        })
+    })
+}
+
 /// The route's function as the cache calls it: for misses, revalidations and background
 /// refreshes.
-fn origin(
+fn fetch_function(
     state: &Arc<State>,
     function: &Arc<Function>,
     scheme: Scheme,
     request_id: &Arc<str>,
-) -> crate::cache::Origin {
+) -> crate::cache::Fetch {
     let (state, function, request_id) = (state.clone(), function.clone(), request_id.clone());
     Arc::new(move |request| {
         let (state, function, request_id, scheme) = (
@@ -346,6 +401,8 @@ struct AccessLog {
     version: http::Version,
     remote: SocketAddr,
     function: Option<Arc<Function>>,
+    /// `origin:HOST` for an origin route.
+    origin: Option<Arc<str>>,
     status: u16,
     instantiate: Option<Duration>,
     started: Instant,
@@ -362,7 +419,7 @@ impl Drop for AccessLog {
                 function.metrics().duration.observe(elapsed.as_secs_f64());
                 function.name()
             }
-            None => &self.state.no_function,
+            None => self.origin.as_ref().unwrap_or(&self.state.no_function),
         };
         self.state
             .metrics

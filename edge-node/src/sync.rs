@@ -130,7 +130,7 @@ impl Applier {
                 }
             })?;
             let target = crate::server::Target {
-                deployment: deployment.clone(),
+                upstream: crate::server::Upstream::Function(deployment.clone()),
                 cache: route.cache,
             };
             entries.push((route.host.clone(), route.path.clone(), target));

@@ -11,6 +11,7 @@ mod http3;
 mod limits;
 mod loading;
 mod observability;
+mod origin;
 mod routing;
 mod serve;
 mod shutdown;
