@@ -560,6 +560,12 @@ impl Store {
                 "INSERT INTO purges (revision, target, created_unix_ms) VALUES (?1, ?2, ?3)",
                 params![revision, target, to_sql_int(now_ms)],
             )?;
+            // Only the latest ones travel in snapshots; older ones are of no use to anyone.
+            tx.execute(
+                "DELETE FROM purges WHERE revision <= ?1 - ?2
+                 AND revision NOT IN (SELECT revision FROM purges ORDER BY revision DESC LIMIT ?2)",
+                params![revision, PURGES_KEPT as i64],
+            )?;
             Ok(())
         })?;
         tracing::info!(revision, ?purge, "purge recorded");

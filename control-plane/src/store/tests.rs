@@ -388,3 +388,61 @@ fn a_damaged_or_newer_database_is_refused() {
     let error = Store::open(&path, None).unwrap_err();
     assert!(matches!(error, Error::TooNew { .. }), "{error:?}");
 }
+
+#[test]
+fn purges_travel_in_snapshots_at_their_revision_and_bad_ones_are_named() {
+    let (dir, store) = open();
+    deploy(&store, "shop", 1, &["/"]);
+    let first = store
+        .purge(&edge_wire::Purge::SurrogateKey("catalog".into()), T0)
+        .unwrap();
+    let second = store.purge(&edge_wire::Purge::All, T0).unwrap();
+    assert_eq!(second.revision, first.revision + 1);
+    let snapshot = store.published().snapshot.clone();
+    assert_eq!(snapshot.revision, second.revision);
+    assert_eq!(snapshot.purges_from, 0);
+    assert_eq!(
+        snapshot.purges,
+        [
+            edge_wire::PurgeRecord {
+                revision: first.revision,
+                purge: edge_wire::Purge::SurrogateKey("catalog".into()),
+            },
+            edge_wire::PurgeRecord {
+                revision: second.revision,
+                purge: edge_wire::Purge::All,
+            },
+        ]
+    );
+    assert!(
+        invalid(store.purge(&edge_wire::Purge::SurrogateKey(" ".into()), T0))
+            .contains("a purge needs")
+    );
+    assert!(
+        invalid(store.purge(&edge_wire::Purge::Url("no host".into()), T0)).contains("cannot purge")
+    );
+    // A restart reads them back.
+    let revision = store.revision();
+    drop(store);
+    let store = Store::open(&dir.path().join("cp.db"), None).unwrap();
+    assert_eq!(store.revision(), revision);
+    assert_eq!(store.published().snapshot.purges.len(), 2);
+}
+
+#[test]
+fn only_the_latest_thousand_purges_are_kept_and_snapshots_say_so() {
+    let (_dir, store) = open();
+    for n in 0..1005 {
+        store
+            .purge(&edge_wire::Purge::SurrogateKey(format!("k{n}")), T0)
+            .unwrap();
+    }
+    let snapshot = store.published().snapshot.clone();
+    assert_eq!(snapshot.purges.len(), 1000);
+    assert_eq!(snapshot.purges[0].revision, snapshot.purges_from + 1);
+    assert_eq!(snapshot.purges[999].revision, snapshot.revision);
+    let rows: i64 = store
+        .read(|tx| Ok(tx.query_row("SELECT count(*) FROM purges", [], |row| row.get(0))?))
+        .unwrap();
+    assert_eq!(rows, 1000);
+}
