@@ -69,11 +69,13 @@ const NOT_STORED: [&str; 10] = [
 ];
 
 /// Where a stored response lives: the request's host (lowercase, without port) and its
-/// target (path and query).
+/// target (path and query); for a function's own outbound fetches also the function, scheme
+/// and port, so that no function is answered from what another fetched.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Key {
     host: Box<str>,
     target: Box<str>,
+    fetched_by: Option<Box<str>>,
 }
 
 impl Key {
@@ -83,6 +85,20 @@ impl Key {
         Self {
             host: host.into(),
             target: target.into(),
+            fetched_by: None,
+        }
+    }
+
+    /// The key of `uri` (absolute) as fetched by `function`.
+    pub fn fetched(function: &str, uri: &http::Uri) -> Self {
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        Self {
+            host: uri.host().unwrap_or_default().to_ascii_lowercase().into(),
+            target: uri.path_and_query().map_or("/", |p| p.as_str()).into(),
+            fetched_by: Some(
+                format!("{function} {} {port}", uri.scheme_str().unwrap_or("")).into(),
+            ),
         }
     }
 
@@ -291,7 +307,16 @@ impl Cache {
     /// Removes what `purge` names; returns at once, and nothing purged is served after.
     pub fn purge(&self, purge: &Purge) {
         match purge {
-            Purge::Url { host, target } => self.store.invalidate(&Key::new(host, target)),
+            Purge::Url { host, target } => {
+                let key = Key::new(host, target);
+                self.store.invalidate(&key);
+                // The same URL fetched by functions, under their own keys.
+                let _ = self.store.invalidate_entries_if(move |stored, _| {
+                    stored.fetched_by.is_some()
+                        && stored.host == key.host
+                        && stored.target == key.target
+                });
+            }
             Purge::All => self.store.invalidate_all(),
             Purge::SurrogateKey(key) => {
                 let key: Box<str> = key.as_str().into();
@@ -1066,6 +1091,16 @@ pub(crate) fn strip_surrogate_keys(headers: &mut HeaderMap) {
 
 /// Puts this cache's entry first in `Cache-Status` (RFC 9211 §2: the cache nearest the
 /// client comes last; a function's upstream caches stay before it).
+/// Whether `response` is a stored one served because the origin failed (RFC 5861 §4).
+pub(crate) fn served_stale_on_error(response: &Response<ResponseBody>) -> bool {
+    response
+        .headers()
+        .get(CACHE_STATUS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(", ").next())
+        .is_some_and(|ours| ours.starts_with(NAME) && ours.ends_with("detail=stale-if-error"))
+}
+
 fn set_cache_status(headers: &mut HeaderMap, status: &str) {
     let ours = format!("{NAME}; {status}");
     let value = match headers.get(CACHE_STATUS).and_then(|v| v.to_str().ok()) {

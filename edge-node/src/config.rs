@@ -89,6 +89,8 @@ pub struct NodeConfig {
     pub http3: Http3Config,
     /// The response cache of routes with `cache = true`.
     pub cache: CacheConfig,
+    /// Functions' outbound HTTP: the pool, timeouts, whether fetches are cached.
+    pub outbound: crate::runtime::OutboundConfig,
 }
 
 /// The node's response cache.

@@ -70,6 +70,9 @@ pub enum RequestError {
     /// The guest answered with a wasi:http error code instead of a response.
     #[error("the function answered with an error")]
     GuestError,
+    /// An origin the function fetched from could not be reached or broke off.
+    #[error("the origin {0} could not be reached")]
+    Unreachable(String),
     /// Something in the node failed; the log has the details.
     #[error("internal error")]
     Internal,
@@ -87,7 +90,8 @@ impl RequestError {
             | Self::TimeLimit(_)
             | Self::MemoryLimit(_)
             | Self::NoResponse
-            | Self::GuestError => Origin::Guest,
+            | Self::GuestError
+            | Self::Unreachable(_) => Origin::Guest,
             Self::Internal => Origin::Internal,
         }
     }
@@ -104,6 +108,7 @@ impl RequestError {
             Self::Trap | Self::MemoryLimit(_) | Self::NoResponse | Self::GuestError => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            Self::Unreachable(_) => StatusCode::BAD_GATEWAY,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -125,11 +125,15 @@ impl Node {
             return Err(StartError::NoRoutes);
         }
         let metrics = Arc::new(Metrics::default());
-        let runtime = Arc::new(Runtime::new(
-            config.engine,
-            config.data_dir.as_deref(),
-            metrics.clone(),
-        )?);
+        let cache = Arc::new(cache::Cache::new(
+            config.cache.size_bytes,
+            config.cache.max_object_bytes,
+        ));
+        let outbound = runtime::OutboundClient::new(config.outbound, Some(cache.clone()));
+        let runtime = Arc::new(
+            Runtime::new(config.engine, config.data_dir.as_deref(), metrics.clone())?
+                .with_outbound(outbound),
+        );
         let mut functions: HashMap<&str, Arc<Function>> = HashMap::new();
         for spec in &config.functions {
             let function = runtime.load_file(
@@ -196,10 +200,6 @@ impl Node {
             .and_then(|quic| quic.local_addr().ok())
             .zip(config.http3.alt_svc_max_age)
             .map(|(addr, max_age)| server::h3::alt_svc(addr.port(), max_age));
-        let cache = Arc::new(cache::Cache::new(
-            config.cache.size_bytes,
-            config.cache.max_object_bytes,
-        ));
         let state = Arc::new(State::new(
             runtime,
             table,

@@ -11,6 +11,7 @@ use edge_node::config::{
     self, Allocator, CacheConfig, EngineConfig, FunctionSpec, Http3Config, LimitOverrides, Limits,
     NodeConfig, RouteSpec, TlsFiles,
 };
+use edge_node::runtime::OutboundConfig;
 use edge_node::sync::SyncConfig;
 
 /// mimalloc rather than the system allocator: every request allocates and frees a few hundred
@@ -64,6 +65,17 @@ struct ServeArgs {
     /// are stored.
     #[arg(long, env = "EDGE_CACHE_SIZE_MB", default_value_t = edge_node::cache::DEFAULT_SIZE_BYTES >> 20)]
     cache_size_mb: u64,
+    /// Idle keep-alive connections the functions' outbound client keeps per origin; 0 opens
+    /// a new connection for every request.
+    #[arg(long, env = "EDGE_OUTBOUND_POOL_IDLE_PER_HOST", default_value_t = OutboundConfig::default().pool_idle_per_host)]
+    outbound_pool_idle_per_host: usize,
+    /// How long functions' outbound requests may take to connect, seconds.
+    #[arg(long, env = "EDGE_OUTBOUND_CONNECT_TIMEOUT_SECS", default_value_t = OutboundConfig::default().connect_timeout.as_secs())]
+    outbound_connect_timeout_secs: u64,
+    /// Send functions' outbound GET and HEAD requests to the origin every time, never
+    /// through the cache (by default they are cached as Cache-Control allows).
+    #[arg(long, env = "EDGE_NO_OUTBOUND_CACHE")]
+    no_outbound_cache: bool,
     /// Address of the public listener; port 0 picks a free port.
     #[arg(long, env = "EDGE_LISTEN", default_value = config::DEFAULT_LISTEN)]
     listen: SocketAddr,
@@ -297,6 +309,11 @@ fn node_config(
             zero_rtt: args.h3_zero_rtt,
         },
         cache: CacheConfig::with_size(args.cache_size_mb << 20),
+        outbound: OutboundConfig {
+            pool_idle_per_host: args.outbound_pool_idle_per_host,
+            connect_timeout: Duration::from_secs(args.outbound_connect_timeout_secs.max(1)),
+            cached: !args.no_outbound_cache,
+        },
     };
     Ok((config, self_signed))
 }

@@ -168,7 +168,7 @@ impl Origin {
 }
 
 /// `headers` without the hop-by-hop ones, those `Connection` names, and `host`.
-fn forwardable(headers: &HeaderMap) -> HeaderMap {
+pub(crate) fn forwardable(headers: &HeaderMap) -> HeaderMap {
     let named: Vec<String> = headers
         .get_all(header::CONNECTION)
         .iter()

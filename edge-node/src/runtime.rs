@@ -31,7 +31,8 @@ use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use self::artifacts::ArtifactCache;
 pub use self::artifacts::Provenance;
-pub use self::outbound::{Destination, PatternError, Policy};
+pub use self::outbound::{Client as OutboundClient, OutboundConfig, Policy};
+pub use edge_wire::outbound::{Destination, PatternError};
 
 /// What a function may use beyond its own computation: its configuration values (its
 /// environment) and the origins it may reach. Nothing by default.
@@ -150,6 +151,7 @@ pub struct Runtime {
     artifacts: Option<ArtifactCache>,
     metrics: Arc<Metrics>,
     config: EngineConfig,
+    outbound: OutboundClient,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -265,7 +267,16 @@ impl Runtime {
             artifacts,
             metrics,
             config,
+            outbound: OutboundClient::new(OutboundConfig::default(), None),
         })
+    }
+
+    /// Sends functions' outbound requests through `client` (by default a pooled client
+    /// without a cache).
+    #[must_use]
+    pub fn with_outbound(mut self, client: OutboundClient) -> Self {
+        self.outbound = client;
+        self
     }
 
     /// The engine (for benchmarks and tools that compile on their own).
@@ -533,6 +544,7 @@ impl Runtime {
         let host = Host::new(
             label,
             &function.grants,
+            &self.outbound,
             function.limits.memory_bytes,
             deadline,
             body_too_large,

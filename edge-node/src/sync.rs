@@ -171,11 +171,14 @@ impl Applier {
         let runtime = self.runtime.clone();
         let source = format!("{name} v{} ({})", version.version, &version.digest[..12]);
         let function_name = name.to_owned();
-        // Outbound destinations come with the control plane's support for granting them; a
-        // function deployed through it reaches no origin yet.
+        let outbound = Policy::parse(&version.outbound).map_err(|e| ApplyError::Component {
+            function: name.to_owned(),
+            digest: version.digest.clone(),
+            message: e.to_string(),
+        })?;
         let grants = Grants {
             env: version.env.clone().into_iter().collect(),
-            outbound: Policy::default(),
+            outbound,
         };
         let function = tokio::task::spawn_blocking(move || {
             runtime.load(&function_name, &bytes, limits, grants, &source)

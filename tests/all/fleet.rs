@@ -515,3 +515,81 @@ fn a_purge_reaches_every_node_and_says_when() {
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("cannot purge"), "{err}");
 }
+
+#[test]
+fn outbound_origins_and_config_files_are_granted_per_version() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let origin = runtime.block_on(crate::origin::Origin::start());
+    let fleet = Fleet::start(1);
+    let probe = guest("probe");
+    let probe = probe.to_str().unwrap();
+    let allowed = origin.url();
+    let env_file = fleet.dir.path().join("gw.env");
+    std::fs::write(
+        &env_file,
+        "# the gateway's settings\nexport GREETING=\"hello there\"\nLIMIT=5\n\n",
+    )
+    .unwrap();
+    let deploy = |extra: &[&str]| {
+        let mut args = vec!["deploy", probe, "--name", "gw", "--route", "/fetch"];
+        args.extend_from_slice(extra);
+        edge(&fleet.cp, &fleet.admin(), &args)
+    };
+    deploy(&[
+        "--allow-outbound",
+        &allowed,
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "--env",
+        "LIMIT=7",
+    ]);
+    let node = &fleet.nodes[0];
+    let fetch = || get(&format!("http://{}/fetch?url={allowed}/x", node.addr()));
+    let (status, body) = fetch();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("origin 1 GET /x"), "{body}");
+
+    // The version's configuration: the file's values, --env winning over it.
+    let info: serde_json::Value = reqwest::blocking::Client::new()
+        .get(format!("{}/v1/functions/gw", fleet.cp.url()))
+        .bearer_auth(fleet.admin())
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let v1 = &info["versions"][0];
+    assert_eq!(v1["env"]["GREETING"], "hello there", "{info}");
+    assert_eq!(v1["env"]["LIMIT"], "7", "{info}");
+    assert_eq!(v1["outbound"][0], allowed.as_str(), "{info}");
+
+    // A version without the grant reaches nothing; rolling back brings the grant back.
+    deploy(&[]);
+    let (status, body) = fetch();
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    let versions = edge(&fleet.cp, &fleet.admin(), &["versions", "gw"]);
+    assert!(
+        versions.contains(&format!("outbound: {allowed}")),
+        "{versions}"
+    );
+    edge(&fleet.cp, &fleet.admin(), &["rollback", "gw", "--to", "1"]);
+    let (status, body) = fetch();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(origin.requests(), 2);
+
+    // Bad patterns and files are named before anything is uploaded.
+    for (args, needle) in [
+        (
+            vec!["--allow-outbound", "127.0.0.1:8080"],
+            "scheme://host[:port]",
+        ),
+        (vec!["--env-file", "/nonexistent/gw.env"], "cannot read"),
+    ] {
+        let mut all = vec!["deploy", probe, "--name", "gw"];
+        all.extend_from_slice(&args);
+        let out = edge_raw(&fleet.cp, &fleet.admin(), &all);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
+    }
+}

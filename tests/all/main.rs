@@ -12,6 +12,7 @@ mod limits;
 mod loading;
 mod observability;
 mod origin;
+mod outbound;
 mod routing;
 mod serve;
 mod shutdown;

@@ -13,14 +13,14 @@ use http_body_util::{BodyExt as _, Full};
 /// An HTTP/1.1 origin on 127.0.0.1 (hyper, keep-alive): `/echo` answers the request body;
 /// anything else `origin N METHOD TARGET` and the request headers that concern proxies.
 /// `?cached` adds `cache-control: max-age=60`; `/slow` answers after 300 ms.
-struct Origin {
-    addr: std::net::SocketAddr,
+pub(crate) struct Origin {
+    pub(crate) addr: std::net::SocketAddr,
     requests: Arc<AtomicUsize>,
     connections: Arc<AtomicUsize>,
 }
 
 impl Origin {
-    async fn start() -> Origin {
+    pub(crate) async fn start() -> Origin {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
@@ -51,12 +51,16 @@ impl Origin {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    fn requests(&self) -> usize {
+    pub(crate) fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 }
 

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 mod component;
+pub mod outbound;
 
 pub use component::{ComponentError, ComponentSummary, check_component, provided_interface};
 
@@ -158,6 +159,9 @@ pub struct Version {
     /// Configuration values the function sees.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// Origins it may send requests to ([`outbound`] patterns); none when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outbound: Vec<String>,
     /// Limits; unset fields take the node's defaults.
     #[serde(default)]
     pub limits: Limits,
@@ -348,6 +352,9 @@ pub struct NewVersion {
     /// Configuration values.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Origins it may send requests to ([`outbound`] patterns).
+    #[serde(default)]
+    pub outbound: Vec<String>,
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
@@ -382,6 +389,9 @@ pub struct VersionInfo {
     /// Its configuration values.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The origins it may send requests to.
+    #[serde(default)]
+    pub outbound: Vec<String>,
     /// Its limits.
     #[serde(default)]
     pub limits: Limits,
@@ -536,6 +546,7 @@ mod tests {
             version: n,
             digest: d.into(),
             env: BTreeMap::new(),
+            outbound: Vec::new(),
             limits: Limits::default(),
             compiled: None,
         };

@@ -56,7 +56,11 @@ impl Store {
             .iter()
             .map(|route| validate::route(route, Some(name)))
             .collect::<Result<Vec<_>>>()?;
+        for pattern in &new.outbound {
+            validate::outbound(pattern)?;
+        }
         let env = serde_json::to_string(&new.env).expect("a string map serialises");
+        let outbound = serde_json::to_string(&new.outbound).expect("a string list serialises");
         let limits = serde_json::to_string(&new.limits).expect("limits serialise");
         let (version, revision) = self.change(|tx| {
             let latest: Option<u32> = tx.query_row(
@@ -72,9 +76,18 @@ impl Store {
                 params![name, version],
             )?;
             tx.execute(
-                "INSERT INTO versions (function, version, digest, env, limits, created_unix_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![name, version, new.digest, env, limits, to_sql_int(now_ms)],
+                "INSERT INTO versions
+                 (function, version, digest, env, outbound, limits, created_unix_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    name,
+                    version,
+                    new.digest,
+                    env,
+                    outbound,
+                    limits,
+                    to_sql_int(now_ms)
+                ],
             )?;
             for route in &routes {
                 upsert_route(tx, route)?;
@@ -372,7 +385,7 @@ fn require_version(tx: &Transaction<'_>, name: &str, version: u32) -> Result<()>
 
 fn versions(tx: &Transaction<'_>, name: &str) -> Result<Vec<VersionInfo>> {
     let mut statement = tx.prepare(
-        "SELECT version, digest, env, limits, created_unix_ms FROM versions
+        "SELECT version, digest, env, outbound, limits, created_unix_ms FROM versions
          WHERE function = ?1 ORDER BY version",
     )?;
     let rows = statement.query_map([name], |row| {
@@ -381,16 +394,18 @@ fn versions(tx: &Transaction<'_>, name: &str) -> Result<Vec<VersionInfo>> {
             row.get::<_, String>(1)?,
             row.get::<_, String>(2)?,
             row.get::<_, String>(3)?,
-            row.get::<_, i64>(4)?,
+            row.get::<_, String>(4)?,
+            row.get::<_, i64>(5)?,
         ))
     })?;
     rows.map(|row| {
-        let (version, digest, env, limits, created) = row?;
+        let (version, digest, env, outbound, limits, created) = row?;
         Ok(VersionInfo {
             version,
             digest,
             created_unix_ms: from_sql_int(created),
             env: parse_json("version's env", &env)?,
+            outbound: parse_json("version's outbound list", &outbound)?,
             limits: parse_json::<Limits>("version's limits", &limits)?,
         })
     })
@@ -467,6 +482,7 @@ pub(super) fn snapshot(
                 version: v.version,
                 digest: v.digest,
                 env: v.env,
+                outbound: v.outbound,
                 limits: v.limits,
             })
         };

@@ -83,6 +83,10 @@ const MIGRATIONS: &[&str] = &[
         created_unix_ms INTEGER NOT NULL
     );
     ",
+    // 4: the origins each version may send requests to, a JSON list of patterns.
+    r"
+    ALTER TABLE versions ADD COLUMN outbound TEXT NOT NULL DEFAULT '[]';
+    ",
 ];
 
 /// The schema version this build writes.

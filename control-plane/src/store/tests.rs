@@ -28,6 +28,7 @@ fn deploy(store: &Store, name: &str, n: u8, routes: &[&str]) -> edge_wire::Chang
             .iter()
             .map(|spec| Route::parse(spec, name).unwrap())
             .collect(),
+        ..NewVersion::default()
     };
     store.new_version(name, &new, T0).unwrap()
 }
@@ -445,4 +446,42 @@ fn only_the_latest_thousand_purges_are_kept_and_snapshots_say_so() {
         .read(|tx| Ok(tx.query_row("SELECT count(*) FROM purges", [], |row| row.get(0))?))
         .unwrap();
     assert_eq!(rows, 1000);
+}
+
+#[test]
+fn outbound_patterns_are_checked_kept_per_version_and_sent_to_nodes() {
+    let (dir, store) = open();
+    let bad = NewVersion {
+        digest: digest(1),
+        outbound: vec!["https://api.example.com".into(), "api.example.com".into()],
+        ..NewVersion::default()
+    };
+    let message = invalid(store.new_version("gw", &bad, T0));
+    assert!(
+        message.contains("\"api.example.com\"") && message.contains("scheme://host[:port]"),
+        "{message}"
+    );
+    assert_eq!(store.revision(), 0, "a refused version changes nothing");
+
+    let allowed = vec![
+        "https://api.example.com".into(),
+        "http://127.0.0.1:8080".into(),
+    ];
+    let new = NewVersion {
+        digest: digest(1),
+        outbound: allowed.clone(),
+        ..NewVersion::default()
+    };
+    store.new_version("gw", &new, T0).unwrap();
+    deploy(&store, "gw", 2, &[]);
+    let snapshot = store.subscribe().borrow().snapshot.clone();
+    assert!(snapshot.functions["gw"].active.outbound.is_empty());
+    drop(store);
+    let store = Store::open(&dir.path().join("cp.db"), None).unwrap();
+    let versions = store.function("gw").unwrap().versions;
+    assert_eq!(versions[0].outbound, allowed);
+    assert!(versions[1].outbound.is_empty());
+    store.rollback("gw", Some(1)).unwrap();
+    let snapshot = store.subscribe().borrow().snapshot.clone();
+    assert_eq!(snapshot.functions["gw"].active.outbound, allowed);
 }

@@ -44,6 +44,16 @@ pub fn digest(digest: &str) -> Result<()> {
     }
 }
 
+/// Checks an outbound pattern (`scheme://host[:port]`).
+///
+/// # Errors
+/// [`Error::Invalid`] saying how to write one.
+pub fn outbound(pattern: &str) -> Result<()> {
+    edge_wire::outbound::Destination::parse(pattern)
+        .map(drop)
+        .map_err(|e| Error::Invalid(e.to_string()))
+}
+
 /// Checks a route and returns it normalised as [`Route::parse`] would write it (lowercase
 /// host, no trailing slash). With `function` set, the route must name that function or none.
 ///

@@ -21,7 +21,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::Grants;
-use super::outbound::Policy;
+use super::outbound::{Client, Policy};
 
 /// Longest guest output line kept whole; longer ones are cut into pieces of this size.
 const MAX_LOG_LINE: usize = 16 * 1024;
@@ -53,6 +53,7 @@ impl Host {
     pub(crate) fn new(
         label: &RequestLabel,
         grants: &Grants,
+        client: &Client,
         memory_limit: u64,
         deadline: Instant,
         body_too_large: Arc<AtomicBool>,
@@ -71,7 +72,8 @@ impl Host {
             http: WasiHttpCtx::new(),
             outbound: Outbound {
                 policy: grants.outbound.clone(),
-                function: label.function.clone(),
+                client: client.clone(),
+                label: label.clone(),
             },
             limits: GuestLimits {
                 memory_bytes: usize::try_from(memory_limit).unwrap_or(usize::MAX),
@@ -120,12 +122,13 @@ impl WasiHttpView for Host {
     }
 }
 
-/// Outbound HTTP: a request to a destination the function's policy names is sent (a new
-/// connection each time, for now); any other is denied, and the guest sees
+/// Outbound HTTP: a request to a destination the function's policy names goes out through
+/// the node's pooled client (and cache); any other is denied, and the guest sees
 /// `HttpRequestDenied`.
 struct Outbound {
     policy: Policy,
-    function: Arc<str>,
+    client: Client,
+    label: RequestLabel,
 }
 
 impl WasiHttpHooks for Outbound {
@@ -143,19 +146,28 @@ impl WasiHttpHooks for Outbound {
             > + Send,
     > {
         if !self.policy.allows(request.uri()) {
+            let uri = request.uri();
             tracing::warn!(
-                function = %self.function,
-                uri = %request.uri(),
-                "outbound request denied: the function's outbound list does not name this origin"
+                function = %self.label.function,
+                request_id = %self.label.request_id,
+                uri = %uri,
+                "outbound request denied: the function's outbound list does not name {}://{}; deploy it with --allow-outbound {}://{} (or `outbound` in the routes file)",
+                uri.scheme_str().unwrap_or("?"),
+                uri.authority().map_or("?", |a| a.as_str()),
+                uri.scheme_str().unwrap_or("https"),
+                uri.authority().map_or("HOST", |a| a.as_str()),
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
+        let client = self.client.clone();
+        let label = self.label.clone();
         Box::new(async move {
-            use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let response = client
+                .send(label.function, &label.request_id, request, options)
+                .await?;
             Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+                response,
+                Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
             ))
         })
     }

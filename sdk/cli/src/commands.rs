@@ -29,6 +29,10 @@ pub(crate) struct Deploy<'a> {
     /// The routes are cached by the nodes.
     pub(crate) cache: bool,
     pub(crate) env: &'a [String],
+    /// A file of KEY=VALUE lines, read before `env`.
+    pub(crate) env_file: Option<&'a Path>,
+    /// Origins the function may reach.
+    pub(crate) outbound: &'a [String],
     pub(crate) limits: Limits,
     pub(crate) wait: Option<Duration>,
 }
@@ -51,14 +55,20 @@ pub(crate) async fn deploy(api: &Api, args: Deploy<'_>) -> anyhow::Result<u32> {
                 .map_err(anyhow::Error::msg)
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let env = args
-        .env
-        .iter()
-        .map(|pair| match pair.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+    let mut env = match args.env_file {
+        Some(path) => env_file(path)?,
+        None => BTreeMap::new(),
+    };
+    for pair in args.env {
+        match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() => env.insert(k.to_owned(), v.to_owned()),
             _ => bail!("--env {pair:?}: write KEY=VALUE"),
-        })
-        .collect::<anyhow::Result<BTreeMap<_, _>>>()?;
+        };
+    }
+    for pattern in args.outbound {
+        edge_wire::outbound::Destination::parse(pattern)
+            .with_context(|| format!("--allow-outbound {pattern:?}"))?;
+    }
 
     let uploaded = upload(api, bytes).await?;
     let changed: Changed = api
@@ -67,6 +77,7 @@ pub(crate) async fn deploy(api: &Api, args: Deploy<'_>) -> anyhow::Result<u32> {
             &NewVersion {
                 digest: uploaded.digest.clone(),
                 env,
+                outbound: args.outbound.to_vec(),
                 limits: args.limits,
                 routes,
             },
@@ -84,6 +95,43 @@ pub(crate) async fn deploy(api: &Api, args: Deploy<'_>) -> anyhow::Result<u32> {
         converge(api, changed.revision, deployed, limit).await?;
     }
     Ok(version)
+}
+
+/// The KEY=VALUE lines of a .env file: blank lines and `#` comments skipped, an optional
+/// `export ` before the key, a value in matching single or double quotes taken without them.
+fn env_file(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--env-file: cannot read {}", path.display()))?;
+    let mut env = BTreeMap::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            bail!(
+                "{}:{}: {line:?} is not KEY=VALUE",
+                path.display(),
+                number + 1
+            );
+        };
+        let key = key.trim();
+        if key.is_empty() || key.contains(char::is_whitespace) {
+            bail!(
+                "{}:{}: {key:?} is not a key; keys have no spaces",
+                path.display(),
+                number + 1
+            );
+        }
+        let value = value.trim();
+        let value = ['"', '\'']
+            .iter()
+            .find_map(|q| value.strip_prefix(*q)?.strip_suffix(*q))
+            .unwrap_or(value);
+        env.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(env)
 }
 
 /// Streams the component up with a progress line, answering its digest.
@@ -250,6 +298,11 @@ pub(crate) async fn versions(api: &Api, name: &str) -> anyhow::Result<()> {
     let function: FunctionInfo = api.get(&format!("{}/{name}", paths::FUNCTIONS)).await?;
     println!("VERSION  DIGEST        CREATED (UTC)         STATE");
     for v in function.versions.iter().rev() {
+        let outbound = if v.outbound.is_empty() {
+            String::new()
+        } else {
+            format!("  outbound: {}", v.outbound.join(" "))
+        };
         let state = if v.version == function.active {
             "active".to_owned()
         } else if let Some((canary, percent)) = function.canary.filter(|c| c.0 == v.version) {
@@ -258,7 +311,7 @@ pub(crate) async fn versions(api: &Api, name: &str) -> anyhow::Result<()> {
             String::new()
         };
         println!(
-            "v{:<7} {:<13} {:<21} {state}",
+            "v{:<7} {:<13} {:<21} {state}{outbound}",
             v.version,
             &v.digest[..v.digest.len().min(12)],
             utc(v.created_unix_ms)

@@ -83,6 +83,7 @@ pub(crate) async fn dev(dir: &Path, listen: SocketAddr, https: bool) -> anyhow::
         shutdown_timeout: Duration::from_secs(1),
         http3: Default::default(),
         cache: Default::default(),
+        outbound: Default::default(),
     })
     .await
     .with_context(|| format!("cannot start the local node on {listen}"))?;
@@ -182,6 +183,8 @@ async fn build_and_deploy(api: &Api, dir: &Path, name: &str) -> Option<u32> {
             routes: &routes,
             cache: false,
             env: &[],
+            env_file: None,
+            outbound: &[],
             limits: edge_wire::Limits::default(),
             wait: Some(Duration::from_secs(60)),
         },

@@ -72,9 +72,18 @@ enum Command {
         /// Route HOST/PATH (or /PATH for any host) to the function; repeatable.
         #[arg(long = "route", value_name = "HOST/PATH")]
         routes: Vec<String>,
-        /// A configuration value KEY=VALUE; repeatable.
+        /// A configuration value KEY=VALUE; repeatable. Wins over --env-file.
         #[arg(long = "env", value_name = "KEY=VALUE")]
         env: Vec<String>,
+        /// Configuration values from a file of KEY=VALUE lines (a .env file: `#` comments,
+        /// blank lines, optional quotes and `export `).
+        #[arg(long, value_name = "FILE")]
+        env_file: Option<PathBuf>,
+        /// An origin the function may send requests to, scheme://host[:port] (a leading *.
+        /// in the host for any subdomain); repeatable. Without one it reaches nothing.
+        /// Loopback, private and link-local addresses need a pattern naming the address.
+        #[arg(long = "allow-outbound", value_name = "SCHEME://HOST[:PORT]")]
+        outbound: Vec<String>,
         /// Time limit per request, milliseconds (default: the node's).
         #[arg(long)]
         timeout_ms: Option<u64>,
@@ -213,6 +222,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             routes,
             env,
+            env_file,
+            outbound,
             timeout_ms,
             memory_mb,
             cache,
@@ -229,6 +240,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 routes: &routes,
                 cache,
                 env: &env,
+                env_file: env_file.as_deref(),
+                outbound: &outbound,
                 limits,
                 wait: wait.limit(),
             };

@@ -12,7 +12,8 @@ impl wasi::exports::http::incoming_handler::Guest for Hello {
         let body = resp.body().unwrap();
         ResponseOutparam::set(response_out, Ok(resp));
         let out = body.write().unwrap();
-        out.blocking_write_and_flush(b"hello from wasi 0.2.0\n").unwrap();
+        out.blocking_write_and_flush(b"hello from wasi 0.2.0\n")
+            .unwrap();
         drop(out);
         OutgoingBody::finish(body, None).unwrap();
     }

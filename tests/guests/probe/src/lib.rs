@@ -71,6 +71,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
                 );
             }
             "/origin" => origin(&request, query, response_out),
+            p if p.ends_with("/fetch") => fetch(query, response_out),
             "/info" => {
                 let mut text = format!(
                     "method={:?}\npath={}\nauthority={}\n",
@@ -162,11 +163,16 @@ fn origin(request: &IncomingRequest, query: &str, out: ResponseOutparam) {
     if sent("x-fail").is_some() {
         return respond(out, 503, "origin failed on purpose".into());
     }
-    let etag = headers.iter().find(|(n, _)| n == "etag").map(|(_, v)| v.clone());
+    let etag = headers
+        .iter()
+        .find(|(n, _)| n == "etag")
+        .map(|(_, v)| v.clone());
     let not_modified = etag.is_some() && sent("if-none-match") == etag;
     let call = wasip2::random::random::get_random_u64();
     let fields = Fields::new();
-    fields.append("x-origin-call", call.to_string().as_bytes()).unwrap();
+    fields
+        .append("x-origin-call", call.to_string().as_bytes())
+        .unwrap();
     for (name, value) in &headers {
         fields
             .append(name, value.as_bytes())
@@ -188,6 +194,96 @@ fn origin(request: &IncomingRequest, query: &str, out: ResponseOutparam) {
         stream.flush().unwrap();
     }
     OutgoingBody::finish(body, None).unwrap();
+}
+
+/// Outbound HTTP: `url=U` (percent-encoded, absolute) fetched with GET `n=N` times in a row
+/// (default 1; each body read to its end), `method=M` for another method with the body
+/// `body=B`, `first_byte_ms=T` as the request option. Answers 200 with the last response's
+/// status, `cache-status` and body, or 502 with `error: CODE` (wasi:http's error code) for the
+/// first fetch that failed.
+fn fetch(query: &str, out: ResponseOutparam) {
+    use wasip2::http::outgoing_handler;
+    use wasip2::http::types::{Method, OutgoingRequest, RequestOptions, Scheme};
+    let mut url = String::new();
+    let mut n = 1;
+    let mut method = Method::Get;
+    let mut body = String::new();
+    let mut first_byte_ms = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value);
+        match name {
+            "url" => url = value,
+            "n" => n = value.parse().unwrap(),
+            "method" => method = Method::Other(value),
+            "body" => body = value,
+            "first_byte_ms" => first_byte_ms = Some(value.parse::<u64>().unwrap()),
+            _ => {}
+        }
+    }
+    let (scheme, rest) = url.split_once("://").expect("url=scheme://host/path");
+    let (authority, path) = match rest.find('/') {
+        Some(at) => (&rest[..at], &rest[at..]),
+        None => (rest, "/"),
+    };
+    let mut last = String::new();
+    for i in 0..n {
+        let request = OutgoingRequest::new(Fields::new());
+        request.set_method(&method).unwrap();
+        request
+            .set_scheme(Some(&match scheme {
+                "https" => Scheme::Https,
+                "http" => Scheme::Http,
+                other => Scheme::Other(other.into()),
+            }))
+            .unwrap();
+        request.set_authority(Some(authority)).unwrap();
+        request.set_path_with_query(Some(path)).unwrap();
+        let outgoing = request.body().unwrap();
+        let options = first_byte_ms.map(|ms| {
+            let options = RequestOptions::new();
+            options
+                .set_first_byte_timeout(Some(ms * 1_000_000))
+                .unwrap();
+            options
+        });
+        let future = match outgoing_handler::handle(request, options) {
+            Ok(future) => future,
+            Err(code) => return respond(out, 502, format!("error: {code:?} (fetch {i})\n")),
+        };
+        // A refused request's body has nowhere to go: writing it fails, and the answer below
+        // says why.
+        if let Ok(mut stream) = outgoing.write() {
+            if stream.write_all(body.as_bytes()).is_ok() {
+                let _ = stream.flush();
+            }
+        }
+        let _ = OutgoingBody::finish(outgoing, None);
+        future.subscribe().block();
+        let response = match future.get().unwrap().unwrap() {
+            Ok(response) => response,
+            Err(code) => return respond(out, 502, format!("error: {code:?} (fetch {i})\n")),
+        };
+        let cache_status = response
+            .headers()
+            .get("cache-status")
+            .first()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        let incoming = response.consume().unwrap();
+        let mut text = Vec::new();
+        {
+            let mut stream = incoming.stream().unwrap();
+            std::io::Read::read_to_end(&mut stream, &mut text).unwrap();
+        }
+        IncomingBody::finish(incoming);
+        last = format!(
+            "status: {}\ncache-status: {cache_status}\n\n{}",
+            response.status(),
+            String::from_utf8_lossy(&text)
+        );
+    }
+    respond(out, 200, last);
 }
 
 /// `%XX` escapes and `+` as space.
