@@ -53,21 +53,6 @@ const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 const SURROGATE_KEY: HeaderName = HeaderName::from_static("surrogate-key");
 const CACHE_TAG: HeaderName = HeaderName::from_static("cache-tag");
 
-/// Response headers never stored: hop-by-hop ones (RFC 9110 §7.6.1), the request id (each
-/// response gets its own) and the surrogate keys (kept aside).
-const NOT_STORED: [&str; 10] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "x-request-id",
-    "surrogate-key",
-    "cache-tag",
-];
-
 /// Where a stored response lives: the request's host (lowercase, without port) and its
 /// target (path and query); for a function's own outbound fetches also the function, scheme
 /// and port, so that no function is answered from what another fetched.
@@ -606,8 +591,7 @@ impl Cache {
         now: SystemTime,
     ) -> Option<Arc<Stored>> {
         let view_response = effective(&response.headers);
-        let view = http::response::Parts::clone(response);
-        let mut view = view;
+        let mut view = http::response::Parts::clone(response);
         view.headers = view_response;
         let AfterResponse::NotModified(policy, _) =
             stored.policy.after_response(request, &view, now)
@@ -1078,8 +1062,13 @@ fn surrogate_keys(headers: &HeaderMap) -> Box<[Box<str>]> {
     keys.into()
 }
 
+/// Response headers never stored: hop-by-hop ones (RFC 9110 §7.6.1), the request id (each
+/// response gets its own) and the surrogate keys (kept aside).
 fn is_not_stored(name: &HeaderName) -> bool {
-    NOT_STORED.contains(&name.as_str())
+    crate::origin::is_hop_by_hop(name)
+        || name == "x-request-id"
+        || name == SURROGATE_KEY
+        || name == CACHE_TAG
 }
 
 /// Removes the surrogate keys from a response of a caching route that was not stored (an

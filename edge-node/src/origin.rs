@@ -22,7 +22,7 @@ use crate::ResponseBody;
 /// How long an origin may take to send its response headers.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1), and `host` (set from the origin).
+/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1) nor stored by the cache.
 const HOP_BY_HOP: [&str; 9] = [
     "connection",
     "keep-alive",
@@ -167,6 +167,11 @@ impl Origin {
     }
 }
 
+/// Whether `name` is a hop-by-hop header (RFC 9110 §7.6.1).
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
 /// `headers` without the hop-by-hop ones, those `Connection` names, and `host`.
 pub(crate) fn forwardable(headers: &HeaderMap) -> HeaderMap {
     let named: Vec<String> = headers
@@ -179,10 +184,7 @@ pub(crate) fn forwardable(headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(headers.len() + 4);
     for (name, value) in headers {
         let name_str = name.as_str();
-        if HOP_BY_HOP.contains(&name_str)
-            || name == header::HOST
-            || named.iter().any(|n| n == name_str)
-        {
+        if is_hop_by_hop(name) || name == header::HOST || named.iter().any(|n| n == name_str) {
             continue;
         }
         out.append(name.clone(), value.clone());

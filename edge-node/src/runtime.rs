@@ -169,6 +169,8 @@ pub struct Function {
     pre: ProxyPre<Host>,
     limits: Limits,
     grants: Grants,
+    /// The configuration values again, as `wasi:config/store` serves them.
+    config: Arc<wasmtime_wasi_config::WasiConfigVariables>,
     slots: Arc<Semaphore>,
     metrics: FunctionMetrics,
     provenance: Provenance,
@@ -250,6 +252,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(Error::Engine)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(Error::Engine)?;
+        wasmtime_wasi_config::add_to_linker(&mut linker, Host::config).map_err(Error::Engine)?;
         let artifacts = data_dir
             .map(|dir| {
                 let dir = dir.join("artifacts");
@@ -398,6 +401,7 @@ impl Runtime {
             pre,
             slots: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
             limits,
+            config: Arc::new(grants.env.iter().cloned().collect()),
             grants,
             metrics: self.metrics.function(name),
             provenance,
@@ -544,6 +548,7 @@ impl Runtime {
         let host = Host::new(
             label,
             &function.grants,
+            function.config.clone(),
             &self.outbound,
             function.limits.memory_bytes,
             deadline,

@@ -1,6 +1,7 @@
 //! The function's configuration values: set per deployed version (`edge deploy --env K=V`, or
 //! `env` in a routes file), read by name. They reach the component as its environment
-//! (`wasi:cli/environment`), so `std::env::var` sees them too.
+//! (`wasi:cli/environment`), so `std::env::var` sees them too; nodes also serve them through
+//! `wasi:config/store@0.2.0-rc.1` for components written against that interface.
 //!
 //! ```
 //! edge::testing::set_config("GREETING", "hi");

@@ -531,7 +531,9 @@ fn outbound_origins_and_config_files_are_granted_per_version() {
     )
     .unwrap();
     let deploy = |extra: &[&str]| {
-        let mut args = vec!["deploy", probe, "--name", "gw", "--route", "/fetch"];
+        let mut args = vec![
+            "deploy", probe, "--name", "gw", "--route", "/fetch", "--route", "/config",
+        ];
         args.extend_from_slice(extra);
         edge(&fleet.cp, &fleet.admin(), &args)
     };
@@ -561,6 +563,13 @@ fn outbound_origins_and_config_files_are_granted_per_version() {
     assert_eq!(v1["env"]["GREETING"], "hello there", "{info}");
     assert_eq!(v1["env"]["LIMIT"], "7", "{info}");
     assert_eq!(v1["outbound"][0], allowed.as_str(), "{info}");
+    // The guest sees them through wasi:config/store and as its environment.
+    let (status, config) = get(&format!("http://{}/config", node.addr()));
+    assert_eq!(status, 200, "{config}");
+    assert_eq!(
+        config,
+        "GREETING=hello there env=hello there\nLIMIT=7 env=7\nNOT_SET=None\n"
+    );
 
     // A version without the grant reaches nothing; rolling back brings the grant back.
     deploy(&[]);

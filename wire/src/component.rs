@@ -43,6 +43,10 @@ const PROVIDED: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Interfaces a node provides at exactly one version: drafts, whose versions do not link
+/// across each other.
+const PROVIDED_EXACTLY: &[&str] = &["wasi:config/store@0.2.0-rc.1"];
+
 /// Why a component cannot be deployed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ComponentError {
@@ -72,7 +76,7 @@ pub enum ComponentError {
     },
     /// An import no node provides.
     #[error(
-        "the component imports {name}, which edge nodes do not provide; they provide the WASI 0.2 interfaces (wasi:http, wasi:io, wasi:cli, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets)"
+        "the component imports {name}, which edge nodes do not provide; they provide the WASI 0.2 interfaces (wasi:http, wasi:io, wasi:cli, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets) and wasi:config/store@0.2.0-rc.1"
     )]
     UnknownImport {
         /// The import's full name.
@@ -91,6 +95,9 @@ pub struct ComponentSummary {
 
 /// Whether a node provides the interface `name` (`wasi:io/streams@0.2.3`, say).
 pub fn provided_interface(name: &str) -> bool {
+    if PROVIDED_EXACTLY.contains(&name) {
+        return true;
+    }
     let Some((path, version)) = name.split_once('@') else {
         return false;
     };
@@ -186,6 +193,8 @@ mod tests {
         assert!(!provided_interface("wasi:io/streams@0.2.x"));
         assert!(!provided_interface("acme:nope/thing@0.2.0"));
         assert!(!provided_interface("wasi:http/incoming-handler@0.2.0"));
+        assert!(provided_interface("wasi:config/store@0.2.0-rc.1"));
+        assert!(!provided_interface("wasi:config/store@0.2.0-draft"));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! `WasiHttpView` (their shape changes between wasmtime majors; keep that churn here).
 //!
 //! Everything a guest may do is decided here, and denied unless granted: no preopened
-//! directories, no sockets; the environment is the function's configuration values; outbound
-//! HTTP only to the destinations its [`Grants`] name. Its stdout and stderr become log lines
+//! directories, no sockets; the environment and `wasi:config/store` are the function's
+//! configuration values; outbound HTTP only to the destinations its [`Grants`] name. Its stdout and stderr become log lines
 //! that carry the request id.
 
 use std::pin::Pin;
@@ -18,6 +18,7 @@ use wasmtime::{ResourceLimiter, StoreContextMut, UpdateDeadline};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::Grants;
@@ -40,6 +41,7 @@ pub(crate) struct Host {
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
+    config: Arc<WasiConfigVariables>,
     outbound: Outbound,
     pub(crate) limits: GuestLimits,
     deadline: Instant,
@@ -53,6 +55,7 @@ impl Host {
     pub(crate) fn new(
         label: &RequestLabel,
         grants: &Grants,
+        config: Arc<WasiConfigVariables>,
         client: &Client,
         memory_limit: u64,
         deadline: Instant,
@@ -70,6 +73,7 @@ impl Host {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
+            config,
             outbound: Outbound {
                 policy: grants.outbound.clone(),
                 client: client.clone(),
@@ -96,6 +100,11 @@ impl Host {
             ));
         }
         Ok(UpdateDeadline::Yield(1))
+    }
+
+    /// The function's configuration values, for `wasi:config/store`.
+    pub(crate) fn config(&mut self) -> WasiConfig<'_> {
+        WasiConfig::from(&*self.config)
     }
 
     pub(crate) fn body_too_large(&self) -> bool {

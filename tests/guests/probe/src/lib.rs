@@ -9,6 +9,19 @@ use wasip2::http::types::{
     Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
 };
 
+// The configuration interface nodes provide (`wasi:config/store`, the version wasmtime 48 links).
+wit_bindgen::generate!({
+    inline: "
+        package wasi:config@0.2.0-rc.1;
+        interface store {
+            variant error { upstream(string), io(string) }
+            get: func(key: string) -> result<option<string>, error>;
+            get-all: func() -> result<list<tuple<string, string>>, error>;
+        }
+        world imports { import store; }
+    ",
+});
+
 /// Survives between calls only if the host reuses an instance, which it must never do.
 static CALLS: AtomicU32 = AtomicU32::new(0);
 
@@ -72,6 +85,21 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
             }
             "/origin" => origin(&request, query, response_out),
             p if p.ends_with("/fetch") => fetch(query, response_out),
+            "/config" => {
+                // Every value, as wasi:config/store and as the environment see them.
+                let mut text = String::new();
+                let mut all = wasi::config::store::get_all().unwrap();
+                all.sort();
+                for (key, value) in all {
+                    let again = wasi::config::store::get(&key).unwrap();
+                    assert_eq!(again.as_deref(), Some(value.as_str()));
+                    let env = std::env::var(&key).unwrap_or_default();
+                    text.push_str(&format!("{key}={value} env={env}\n"));
+                }
+                let missing = wasi::config::store::get("NOT_SET").unwrap();
+                text.push_str(&format!("NOT_SET={missing:?}\n"));
+                respond(response_out, 200, text);
+            }
             "/info" => {
                 let mut text = format!(
                     "method={:?}\npath={}\nauthority={}\n",
