@@ -20,6 +20,9 @@
 //! | `DELETE /v1/functions/{name}` | deploy | | [`Changed`](edge_wire::Changed) |
 //! | `POST /v1/functions/{name}/versions` | deploy | [`NewVersion`](edge_wire::NewVersion) | [`Changed`](edge_wire::Changed) with the new version |
 //! | `POST /v1/functions/{name}/rollback` | deploy | [`Rollback`](edge_wire::Rollback) (may be empty) | [`Changed`](edge_wire::Changed) with the now-active version |
+//! | `GET /v1/functions/{name}/secrets` | read | | `[`[`SecretInfo`](edge_wire::SecretInfo)`]`: names and update times, never values |
+//! | `PUT /v1/functions/{name}/secrets/{secret}` | deploy | the value (UTF-8, at most 64 KiB) | [`Changed`](edge_wire::Changed) |
+//! | `DELETE /v1/functions/{name}/secrets/{secret}` | deploy | | [`Changed`](edge_wire::Changed) |
 //! | `POST /v1/functions/{name}/canary` | deploy | [`SetCanary`](edge_wire::SetCanary) | [`Changed`](edge_wire::Changed) with the canary version (none when ended) |
 //! | `GET /v1/routes` | read | | `[`[`Route`](edge_wire::Route)`]` |
 //! | `PUT /v1/routes` | deploy | [`Route`](edge_wire::Route) | [`Changed`](edge_wire::Changed) |
@@ -33,8 +36,8 @@
 //! | `POST /v1/nodes/{id}/status` | node | [`NodeStatus`](edge_wire::NodeStatus) | 204 |
 //! | `GET /v1/snapshot?after=REV&wait=SECS&node=ID` | node | | [`Snapshot`](edge_wire::Snapshot), or 304 |
 //!
-//! Every change to functions, versions, routes or canaries is one transaction that bumps the
-//! revision; its answer, [`Changed`](edge_wire::Changed), carries that revision. Tokens and
+//! Every change to functions, versions, routes, canaries or secrets is one transaction that
+//! bumps the revision; its answer, [`Changed`](edge_wire::Changed), carries that revision. Tokens and
 //! node reports do not bump it.
 //!
 //! # Rules
@@ -61,6 +64,12 @@
 //! - **Routes**: host lowercase without port, or absent for any host; path starts with `/`
 //!   (normalised without a trailing slash). `PUT` needs an existing function (404 otherwise)
 //!   and replaces the route with the same host and path. `DELETE` of an unknown route: 404.
+//! - **Secrets**: per function (which need not be deployed yet; deleting the function deletes
+//!   them), named like environment variables (`[A-Za-z_][A-Za-z0-9_]*`, at most 128), sealed
+//!   with ChaCha20-Poly1305 under the secrets key (`--secrets-key-file`, outside the database).
+//!   Only snapshots carry their values, to nodes (scope `node`); the guest sees them as its
+//!   configuration values (a secret wins over a configuration value of the same name). Never
+//!   logged, never answered by the API.
 //! - **Tokens**: `edge_` and 64 hex digits, stored as sha256. The last admin token cannot be
 //!   deleted (400).
 //! - **Nodes**: registering an existing name returns its id. A status for an unknown id is
@@ -136,6 +145,8 @@ enum Endpoint<'a> {
     Versions(&'a str),
     Rollback(&'a str),
     Canary(&'a str),
+    Secrets(&'a str),
+    Secret(&'a str, &'a str),
     Routes,
     Tokens,
     Token(&'a str),
@@ -163,6 +174,8 @@ impl<'a> Endpoint<'a> {
             ["v1", "functions", name, "versions"] => Self::Versions(name),
             ["v1", "functions", name, "rollback"] => Self::Rollback(name),
             ["v1", "functions", name, "canary"] => Self::Canary(name),
+            ["v1", "functions", name, "secrets"] => Self::Secrets(name),
+            ["v1", "functions", name, "secrets", secret] => Self::Secret(name, secret),
             ["v1", "routes"] => Self::Routes,
             ["v1", "purge"] => Self::Purge,
             ["v1", "tokens"] => Self::Tokens,
@@ -185,8 +198,10 @@ impl<'a> Endpoint<'a> {
             | Self::Component(_)
             | Self::Compiled(_)
             | Self::Functions
+            | Self::Secrets(_)
             | Self::Nodes
             | Self::Snapshot => GET,
+            Self::Secret(..) => &[Method::PUT, Method::DELETE],
             Self::Components => &[Method::PUT],
             Self::Function(_) => &[Method::GET, Method::DELETE],
             Self::Versions(_)
@@ -282,6 +297,11 @@ async fn route(state: &Arc<State>, request: Request<Incoming>) -> Result<Respons
         (E::Versions(name), _) => deploy::new_version(state, name, request).await,
         (E::Rollback(name), _) => deploy::rollback(state, name, request).await,
         (E::Canary(name), _) => deploy::canary(state, name, request).await,
+        (E::Secrets(name), _) => deploy::list_secrets(state, name).await,
+        (E::Secret(name, secret), Method::PUT) => {
+            deploy::put_secret(state, name, secret, request).await
+        }
+        (E::Secret(name, secret), _) => deploy::delete_secret(state, name, secret).await,
         (E::Routes, Method::GET) => deploy::list_routes(state).await,
         (E::Routes, Method::PUT) => deploy::put_route(state, request).await,
         (E::Routes, _) => deploy::delete_route(state, request).await,
@@ -367,6 +387,10 @@ mod tests {
             Some(E::NodeStatus("7"))
         );
         assert_eq!(Endpoint::parse("/v1/nodes/register"), Some(E::Register));
+        assert_eq!(
+            Endpoint::parse("/v1/functions/gw/secrets/TOKEN"),
+            Some(E::Secret("gw", "TOKEN"))
+        );
         assert_eq!(Endpoint::parse("/v1/functions/"), None);
         assert_eq!(Endpoint::parse("/v2/functions"), None);
         assert_eq!(Endpoint::parse("/v1/functions/a/b"), None);
@@ -381,6 +405,8 @@ mod tests {
         assert_eq!(E::Snapshot.scopes(&Method::GET), [Scope::Node]);
         assert_eq!(E::Compiled("d").scopes(&Method::GET), [Scope::Node]);
         assert_eq!(E::Tokens.scopes(&Method::GET), [Scope::Admin]);
+        assert_eq!(E::Secrets("f").scopes(&Method::GET), [Scope::Read]);
+        assert_eq!(E::Secret("f", "K").scopes(&Method::PUT), [Scope::Deploy]);
         assert_eq!(
             E::Component("d").scopes(&Method::GET),
             [Scope::Node, Scope::Deploy]

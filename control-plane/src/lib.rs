@@ -20,6 +20,7 @@ pub mod api;
 pub mod auth;
 pub mod compiler;
 pub mod components;
+pub mod secrets;
 pub mod server;
 pub mod store;
 
@@ -52,6 +53,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DATABASE_FILE: &str = "control-plane.db";
 /// The file in the data dir holding the first admin token.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// The secrets key's file in the data dir, unless `--secrets-key-file` names another.
+pub const SECRETS_KEY_FILE: &str = "secrets.key";
 /// The folder in the data dir holding the components.
 pub const COMPONENTS_DIR: &str = "components";
 /// The folder in the data dir holding the code compiled for the nodes.
@@ -74,6 +77,9 @@ pub struct Config {
     pub precompile: bool,
     /// Time open connections get to finish at shutdown.
     pub shutdown_timeout: Duration,
+    /// The key sealing functions' secrets; `None` is `secrets.key` in the data dir. Created
+    /// (mode 0600) when missing.
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 /// Why the control plane could not start.
@@ -104,6 +110,9 @@ pub enum StartError {
     /// The first admin token cannot be made.
     #[error(transparent)]
     Random(#[from] auth::RandomError),
+    /// The secrets key cannot be read or made.
+    #[error(transparent)]
+    SecretsKey(#[from] secrets::KeyError),
 }
 
 /// A control plane with its state open and its socket bound, ready to serve.
@@ -135,8 +144,12 @@ impl ControlPlane {
     pub async fn bind(config: Config) -> Result<Self, StartError> {
         let data_dir = config.data_dir.clone();
         let precompile = config.precompile;
+        let key_file = config
+            .secrets_key_file
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join(SECRETS_KEY_FILE));
         let (store, components, compiler) =
-            tokio::task::spawn_blocking(move || open_data_dir(&data_dir, precompile))
+            tokio::task::spawn_blocking(move || open_data_dir(&data_dir, &key_file, precompile))
                 .await
                 .expect("opening the data dir does not panic")?;
         let tls = config
@@ -216,7 +229,11 @@ impl ControlPlane {
 
 type DataDir = (Arc<Store>, Arc<Components>, Option<Arc<Compiler>>);
 
-fn open_data_dir(data_dir: &Path, precompile: bool) -> Result<DataDir, StartError> {
+fn open_data_dir(
+    data_dir: &Path,
+    key_file: &Path,
+    precompile: bool,
+) -> Result<DataDir, StartError> {
     let dir_error = |source| StartError::DataDir {
         path: data_dir.to_owned(),
         source,
@@ -226,9 +243,11 @@ fn open_data_dir(data_dir: &Path, precompile: bool) -> Result<DataDir, StartErro
         .then(|| Compiler::open(&data_dir.join(COMPILED_DIR)))
         .transpose()
         .map_err(dir_error)?;
-    let store = Store::open(
+    let secrets_key = secrets::SecretsKey::load_or_create(key_file)?;
+    let store = Store::open_with_key(
         &data_dir.join(DATABASE_FILE),
         compiler.as_ref().map(Compiler::key),
+        Some(Arc::new(secrets_key)),
     )?;
     let components = Components::open(&data_dir.join(COMPONENTS_DIR)).map_err(dir_error)?;
     Ok((

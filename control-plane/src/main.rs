@@ -45,6 +45,11 @@ struct ServeArgs {
     /// there), or nodes run with --compile-locally.
     #[arg(long, env = "EDGE_CP_NO_PRECOMPILE")]
     no_precompile: bool,
+    /// The key that seals functions' secrets in the database; created (mode 0600) if missing.
+    /// Default: secrets.key in the data dir. Keep it apart from the database (another disk, a
+    /// secrets mount) and back it up: without it the secrets cannot be read.
+    #[arg(long, env = "EDGE_CP_SECRETS_KEY_FILE")]
+    secrets_key_file: Option<PathBuf>,
     /// Log format: json for machines, pretty for people; auto picks pretty on a terminal.
     #[arg(long, env = "EDGE_CP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     log_format: LogFormat,
@@ -83,6 +88,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_component_bytes: args.max_component_bytes,
         precompile: !args.no_precompile,
         shutdown_timeout: edge_control_plane::DEFAULT_SHUTDOWN_TIMEOUT,
+        secrets_key_file: args.secrets_key_file,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -20,6 +20,7 @@
 mod access;
 mod functions;
 mod schema;
+mod secrets;
 #[cfg(test)]
 mod tests;
 pub mod validate;
@@ -86,6 +87,19 @@ pub enum Error {
         /// The parser's complaint.
         detail: String,
     },
+    /// The database's secrets were sealed with another key than the one given.
+    #[error(
+        "the database's secrets were sealed with the secrets key {sealed_with}, but the key given is {given}; start with --secrets-key-file naming the original key file (nothing was changed)"
+    )]
+    WrongSecretsKey {
+        /// The id of the key the rows name.
+        sealed_with: String,
+        /// The id of the key given.
+        given: String,
+    },
+    /// A secret is needed but the store has no key (only in tests and tools).
+    #[error("the database holds secrets, but no secrets key was given; pass --secrets-key-file")]
+    NoSecretsKey,
     /// Any other database failure.
     #[error("database error: {0}")]
     Db(#[from] rusqlite::Error),
@@ -132,6 +146,8 @@ pub struct Store {
     tokens: RwLock<HashMap<[u8; 32], TokenIdentity>>,
     /// The engine whose compiled code snapshots offer, when the control plane compiles.
     engine: Option<String>,
+    /// Seals and opens the functions' secrets.
+    secrets_key: Option<Arc<crate::secrets::SecretsKey>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -152,6 +168,19 @@ impl Store {
     /// [`Error::Open`] for an unreadable or damaged file, [`Error::Locked`] when another
     /// process has it, [`Error::TooNew`] for a schema from a newer build.
     pub fn open(path: &Path, engine: Option<&str>) -> Result<Store> {
+        Self::open_with_key(path, engine, None)
+    }
+
+    /// As [`Store::open`], sealing and opening secrets with `secrets_key`.
+    ///
+    /// # Errors
+    /// As [`Store::open`], and [`Error::WrongSecretsKey`] when the secrets were sealed with
+    /// another key.
+    pub fn open_with_key(
+        path: &Path,
+        engine: Option<&str>,
+        secrets_key: Option<Arc<crate::secrets::SecretsKey>>,
+    ) -> Result<Store> {
         let open_error = |source: rusqlite::Error| {
             if source.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) {
                 Error::Locked {
@@ -193,7 +222,7 @@ impl Store {
         let snapshot = {
             let tx = conn.transaction()?;
             let revision = current_revision(&tx)?;
-            functions::snapshot(&tx, revision, engine)?
+            functions::snapshot(&tx, revision, engine, secrets_key.as_deref())?
         };
         let tokens = access::load_tokens(&conn)?;
         let (published, _) = watch::channel(Arc::new(Published::new(snapshot)));
@@ -203,6 +232,7 @@ impl Store {
             published,
             tokens: RwLock::new(tokens),
             engine: engine.map(str::to_owned),
+            secrets_key,
         })
     }
 
@@ -235,7 +265,12 @@ impl Store {
         let value = edit(&tx)?;
         tx.execute("UPDATE state SET revision = revision + 1 WHERE id = 1", [])?;
         let revision = current_revision(&tx)?;
-        let snapshot = functions::snapshot(&tx, revision, self.engine.as_deref())?;
+        let snapshot = functions::snapshot(
+            &tx,
+            revision,
+            self.engine.as_deref(),
+            self.secrets_key.as_deref(),
+        )?;
         tx.commit()?;
         // Still under the connection lock: no later revision can be published before this one.
         self.published

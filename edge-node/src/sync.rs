@@ -88,7 +88,7 @@ pub(crate) struct Applier {
     pub(crate) runtime: Arc<Runtime>,
     disk: Disk,
     defaults: Limits,
-    loaded: HashMap<(String, u32, String), Arc<Function>>,
+    loaded: HashMap<LoadedKey, Arc<Function>>,
 }
 
 impl Applier {
@@ -111,10 +111,15 @@ impl Applier {
         let mut loaded = HashMap::new();
         let mut deployments = HashMap::new();
         for (name, deployment) in &snapshot.functions {
-            let active = self.function(name, &deployment.active, &mut loaded).await?;
+            let secrets = &deployment.secrets;
+            let active = self
+                .function(name, &deployment.active, secrets, &mut loaded)
+                .await?;
             let entry = match &deployment.canary {
                 Some(canary) if canary.percent > 0 => {
-                    let trial = self.function(name, &canary.version, &mut loaded).await?;
+                    let trial = self
+                        .function(name, &canary.version, secrets, &mut loaded)
+                        .await?;
                     Deployment::with_canary(active, trial, canary.percent)
                 }
                 _ => Deployment::single(active),
@@ -141,13 +146,21 @@ impl Applier {
         Ok(Router::new(entries))
     }
 
+    /// The function `version` of `name` with `secrets`: already loaded (the same version with
+    /// the same secrets), or loaded now.
     async fn function(
         &self,
         name: &str,
         version: &edge_wire::Version,
-        loaded: &mut HashMap<(String, u32, String), Arc<Function>>,
+        secrets: &Secrets,
+        loaded: &mut HashMap<LoadedKey, Arc<Function>>,
     ) -> Result<Arc<Function>, ApplyError> {
-        let key = (name.to_owned(), version.version, version.digest.clone());
+        let key = (
+            name.to_owned(),
+            version.version,
+            version.digest.clone(),
+            secrets.clone(),
+        );
         if let Some(function) = loaded.get(&key).or_else(|| self.loaded.get(&key)) {
             let function = function.clone();
             loaded.insert(key, function.clone());
@@ -176,8 +189,12 @@ impl Applier {
             digest: version.digest.clone(),
             message: e.to_string(),
         })?;
+        // Secrets are configuration values the API never shows; one wins over a value of the
+        // same name.
+        let mut env = version.env.clone();
+        env.extend(secrets.iter().map(|(k, v)| (k.clone(), v.0.clone())));
         let grants = Grants {
-            env: version.env.clone().into_iter().collect(),
+            env: env.into_iter().collect(),
             outbound,
         };
         let function = tokio::task::spawn_blocking(move || {
@@ -189,6 +206,11 @@ impl Applier {
         Ok(function)
     }
 }
+
+/// A function's secrets, as the snapshot carries them.
+type Secrets = std::collections::BTreeMap<String, edge_wire::Secret>;
+/// A loaded function: its name, version, component and secrets.
+type LoadedKey = (String, u32, String, Secrets);
 
 /// The node's side of the conversation with the control plane.
 pub(crate) struct Sync {

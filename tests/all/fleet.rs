@@ -602,3 +602,178 @@ fn outbound_origins_and_config_files_are_granted_per_version() {
         assert!(err.contains(needle), "{needle:?} missing from:\n{err}");
     }
 }
+
+/// Runs `edge ARGS` with `input` on its stdin; panics with its output when it fails.
+fn edge_with_stdin(cp: &ControlPlaneProcess, token: &str, args: &[&str], input: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new(edge_tests::edge_cli_bin())
+        .args(["--api", cp.url(), "--token", token])
+        .args(args)
+        .env_remove("EDGE_API")
+        .env_remove("EDGE_TOKEN")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running edge");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "edge {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// GET `path` on `node` with `Host: host`; (status, body).
+fn get_host(node: &NodeProcess, host: &str, path: &str) -> (u16, String) {
+    let response = reqwest::blocking::Client::new()
+        .get(format!("http://{}{path}", node.addr()))
+        .header("host", host)
+        .send()
+        .unwrap();
+    (response.status().as_u16(), response.text().unwrap())
+}
+
+#[test]
+fn secrets_reach_only_their_function_and_never_show() {
+    const FIRST: &str = "tok-4d1f9c2b7e";
+    const SECOND: &str = "tok-rotated-0a9b";
+    let mut fleet = Fleet::start(2);
+    let probe = guest("probe");
+    let probe = probe.to_str().unwrap();
+    for (name, route) in [("gw", "gw.test/config"), ("other", "other.test/config")] {
+        edge(
+            &fleet.cp,
+            &fleet.admin(),
+            &["deploy", probe, "--name", name, "--route", route],
+        );
+    }
+    let out = edge_with_stdin(
+        &fleet.cp,
+        &fleet.admin(),
+        &["secrets", "put", "gw", "API_TOKEN"],
+        &format!("{FIRST}\n"),
+    );
+    assert!(out.contains("secret API_TOKEN of gw set"), "{out}");
+    assert!(out.contains("set on 2 of 2 nodes"), "{out}");
+    for node in &fleet.nodes {
+        let (status, config) = get_host(node, "gw.test", "/config");
+        assert_eq!(status, 200, "{config}");
+        assert!(
+            config.contains(&format!("API_TOKEN={FIRST} env={FIRST}")),
+            "{config}"
+        );
+        let (_, other) = get_host(node, "other.test", "/config");
+        assert!(
+            !other.contains("API_TOKEN") && !other.contains(FIRST),
+            "{other}"
+        );
+    }
+
+    // Rotation reaches the nodes; the listing names the secret, never its value.
+    edge_with_stdin(
+        &fleet.cp,
+        &fleet.admin(),
+        &["secrets", "put", "gw", "API_TOKEN"],
+        SECOND,
+    );
+    let (_, config) = get_host(&fleet.nodes[1], "gw.test", "/config");
+    assert!(config.contains(&format!("API_TOKEN={SECOND} ")), "{config}");
+    let listed = edge(&fleet.cp, &fleet.admin(), &["secrets", "list", "gw"]);
+    assert!(listed.contains("API_TOKEN"), "{listed}");
+    let api = |path: &str| {
+        reqwest::blocking::Client::new()
+            .get(format!("{}{path}", fleet.cp.url()))
+            .bearer_auth(fleet.admin())
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    for answer in [
+        listed,
+        api("/v1/functions/gw"),
+        api("/v1/functions/gw/secrets"),
+        api("/v1/functions"),
+    ] {
+        assert!(!answer.contains("tok-"), "a value in an answer: {answer}");
+    }
+    // A read token may list, not write.
+    let read = edge(
+        &fleet.cp,
+        &fleet.admin(),
+        &["tokens", "create", "--scope", "read"],
+    );
+    let out = edge_raw(
+        &fleet.cp,
+        read.trim(),
+        &["secrets", "delete", "gw", "API_TOKEN"],
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("may not do this"));
+
+    // Never in a log, never in the control plane's files; the node's copy is its own.
+    for node in &fleet.nodes {
+        assert!(!node.logs().contains("tok-"), "{}", node.logs());
+    }
+    assert!(!fleet.cp.logs().contains("tok-"), "{}", fleet.cp.logs());
+    let cp_dir = fleet.dir.path().join("cp");
+    for file in std::fs::read_dir(&cp_dir).unwrap() {
+        let path = file.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(4).any(|w| w == b"tok-"),
+                "a value in {}",
+                path.display()
+            );
+        }
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for path in [
+            cp_dir.join("secrets.key"),
+            fleet.node_dir(0).join("snapshot.json"),
+        ] {
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+        }
+    }
+
+    // Deleted: gone from the function on every node.
+    let out = edge(
+        &fleet.cp,
+        &fleet.admin(),
+        &["secrets", "delete", "gw", "API_TOKEN"],
+    );
+    assert!(out.contains("deleted on 2 of 2 nodes"), "{out}");
+    let (_, config) = get_host(&fleet.nodes[0], "gw.test", "/config");
+    assert!(!config.contains("API_TOKEN"), "{config}");
+
+    // A control plane whose key file went missing refuses to start rather than lose them.
+    edge_with_stdin(
+        &fleet.cp,
+        &fleet.admin(),
+        &["secrets", "put", "gw", "K"],
+        "v",
+    );
+    fleet.cp.terminate(Duration::from_secs(20));
+    let key = cp_dir.join("secrets.key");
+    std::fs::rename(&key, cp_dir.join("secrets.key.away")).unwrap();
+    let (status, _, stderr) = ControlPlaneBuilder::default()
+        .data_dir(&cp_dir)
+        .start_failure();
+    assert!(!status.success());
+    assert!(
+        stderr.contains("sealed with the secrets key") && stderr.contains("--secrets-key-file"),
+        "{stderr}"
+    );
+}

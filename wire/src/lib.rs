@@ -47,7 +47,9 @@ pub mod paths {
     pub const COMPILED: &str = "/v1/compiled";
     /// `GET` the snapshot after `?after=REV`, waiting up to `&wait=SECS` for one.
     pub const SNAPSHOT: &str = "/v1/snapshot";
-    /// `GET` the functions; `/v1/functions/{name}/...` for one.
+    /// `GET` the functions; `/v1/functions/{name}/...` for one, `/v1/functions/{name}/secrets`
+    /// (`GET`) and `/v1/functions/{name}/secrets/{secret}` (`PUT` the value, `DELETE`) for its
+    /// secrets.
     pub const FUNCTIONS: &str = "/v1/functions";
     /// `GET`, `PUT` or `DELETE` routes.
     pub const ROUTES: &str = "/v1/routes";
@@ -146,6 +148,46 @@ pub struct FunctionDeployment {
     /// A second version taking `percent` of the requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<Canary>,
+    /// The function's secrets by name, for whichever version serves: only nodes get them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+/// A secret's value. Its `Debug` shows nothing, so that it cannot reach a log by accident.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Longest secret name.
+pub const MAX_SECRET_NAME: usize = 128;
+/// Largest secret value, bytes.
+pub const MAX_SECRET_BYTES: usize = 64 << 10;
+
+/// Whether `name` may name a secret: `[A-Za-z_][A-Za-z0-9_]*`, up to [`MAX_SECRET_NAME`]
+/// characters (a name a guest can read as an environment variable).
+pub fn is_secret_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_SECRET_NAME
+        && !bytes[0].is_ascii_digit()
+        && bytes
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// A secret as the API lists it: never its value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecretInfo {
+    /// Its name.
+    pub name: String,
+    /// When it was last written, milliseconds since the Unix epoch.
+    pub updated_unix_ms: u64,
 }
 
 /// An immutable version of a function.
@@ -559,6 +601,7 @@ mod tests {
                     version: v(2, "y"),
                     percent: 10,
                 }),
+                secrets: BTreeMap::from([("TOKEN".into(), Secret("hunter2".into()))]),
             },
         );
         s.functions.insert(
@@ -566,10 +609,26 @@ mod tests {
             FunctionDeployment {
                 active: v(1, "x"),
                 canary: None,
+                secrets: BTreeMap::new(),
             },
         );
         assert_eq!(s.digests(), ["x", "y"]);
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Snapshot>(&json).unwrap(), s);
+        assert!(json.contains(r#""secrets":{"TOKEN":"hunter2"}"#), "{json}");
+        assert!(
+            !format!("{s:?}").contains("hunter2"),
+            "Debug shows no secret"
+        );
+    }
+
+    #[test]
+    fn secret_names_are_environment_names() {
+        for good in ["TOKEN", "_x", "api_key_2"] {
+            assert!(is_secret_name(good), "{good}");
+        }
+        for bad in ["", "2FA", "with-dash", "a b", "é", &"x".repeat(129)] {
+            assert!(!is_secret_name(bad), "{bad}");
+        }
     }
 }

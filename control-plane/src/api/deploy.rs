@@ -1,10 +1,11 @@
-//! Components, functions, versions, rollbacks, canaries and routes.
+//! Components, functions, versions, rollbacks, canaries, secrets and routes.
 
 use std::sync::Arc;
 
 use edge_wire::{NewVersion, Rollback, Route, SetCanary, Uploaded};
 use http::header::CONTENT_LENGTH;
 use http::{Request, Response};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
 use super::body::{self, Body, read_json};
@@ -196,6 +197,53 @@ pub(super) async fn canary(state: &Arc<State>, name: &str, request: Request<Inco
 pub(super) async fn purge(state: &Arc<State>, request: Request<Incoming>) -> Answer {
     let purge: edge_wire::Purge = read_json(request.into_body()).await?;
     let changed = state.db(move |store| store.purge(&purge, now_ms())).await?;
+    Ok(body::json(&changed))
+}
+
+/// `GET /v1/functions/{name}/secrets`: names and times only.
+pub(super) async fn list_secrets(state: &Arc<State>, name: &str) -> Answer {
+    let name = name.to_owned();
+    let secrets = state.db(move |store| store.secrets(&name)).await?;
+    Ok(body::json(&secrets))
+}
+
+/// `PUT /v1/functions/{name}/secrets/{secret}`: the body is the value.
+pub(super) async fn put_secret(
+    state: &Arc<State>,
+    name: &str,
+    secret: &str,
+    request: Request<Incoming>,
+) -> Answer {
+    let limit = edge_wire::MAX_SECRET_BYTES;
+    let value = match http_body_util::Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(ApiError::too_large(format!(
+                "the value of secret {secret} is larger than {limit} bytes"
+            )));
+        }
+        Err(e) => {
+            return Err(ApiError::bad_request(format!(
+                "the request body broke off: {e}"
+            )));
+        }
+    };
+    let (name, secret) = (name.to_owned(), secret.to_owned());
+    let changed = state
+        .db(move |store| store.put_secret(&name, &secret, &value, now_ms()))
+        .await?;
+    Ok(body::json(&changed))
+}
+
+/// `DELETE /v1/functions/{name}/secrets/{secret}`.
+pub(super) async fn delete_secret(state: &Arc<State>, name: &str, secret: &str) -> Answer {
+    let (name, secret) = (name.to_owned(), secret.to_owned());
+    let changed = state
+        .db(move |store| store.delete_secret(&name, &secret))
+        .await?;
     Ok(body::json(&changed))
 }
 

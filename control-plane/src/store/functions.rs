@@ -214,6 +214,7 @@ impl Store {
             )?;
             // ON DELETE CASCADE removes the versions and routes.
             tx.execute("DELETE FROM functions WHERE name = ?1", [name])?;
+            tx.execute("DELETE FROM secrets WHERE function = ?1", [name])?;
             Ok(routes)
         })?;
         tracing::info!(function = name, routes, revision, "function deleted");
@@ -450,6 +451,7 @@ pub(super) fn snapshot(
     tx: &Transaction<'_>,
     revision: Revision,
     engine: Option<&str>,
+    secrets_key: Option<&crate::secrets::SecretsKey>,
 ) -> Result<Snapshot> {
     let mut compiled_for =
         tx.prepare_cached("SELECT sha256 FROM compiled WHERE component = ?1 AND engine = ?2")?;
@@ -494,7 +496,15 @@ pub(super) fn snapshot(
             }),
             None => None,
         };
-        functions.insert(name, FunctionDeployment { active, canary });
+        let secrets = super::secrets::opened(tx, &name, secrets_key)?;
+        functions.insert(
+            name,
+            FunctionDeployment {
+                active,
+                canary,
+                secrets,
+            },
+        );
     }
     let (purges, purges_from) = purges(tx)?;
     Ok(Snapshot {

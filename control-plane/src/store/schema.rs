@@ -87,6 +87,19 @@ const MIGRATIONS: &[&str] = &[
     r"
     ALTER TABLE versions ADD COLUMN outbound TEXT NOT NULL DEFAULT '[]';
     ",
+    // 5: functions' secrets, sealed with the secrets key (kept outside the database); a
+    // function's secrets may be set before its first version, and go with it when deleted.
+    r"
+    CREATE TABLE secrets (
+        function        TEXT NOT NULL,
+        name            TEXT NOT NULL,
+        key_id          TEXT NOT NULL,
+        nonce           BLOB NOT NULL,
+        sealed          BLOB NOT NULL,
+        updated_unix_ms INTEGER NOT NULL,
+        PRIMARY KEY (function, name)
+    );
+    ",
 ];
 
 /// The schema version this build writes.

@@ -485,3 +485,75 @@ fn outbound_patterns_are_checked_kept_per_version_and_sent_to_nodes() {
     let snapshot = store.subscribe().borrow().snapshot.clone();
     assert_eq!(snapshot.functions["gw"].active.outbound, allowed);
 }
+
+fn open_keyed(dir: &std::path::Path, key: u8) -> Result<Store> {
+    let key = crate::secrets::SecretsKey::from_bytes([key; 32]);
+    Store::open_with_key(&dir.join("cp.db"), None, Some(Arc::new(key)))
+}
+
+#[test]
+fn secrets_are_sealed_at_rest_listed_without_values_and_sent_in_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_keyed(dir.path(), 1).unwrap();
+    // Before the first deploy: kept, and in the function's entry once it is deployed.
+    let changed = store
+        .put_secret("gw", "API_TOKEN", b"tok-5f1d2a9c", T0)
+        .unwrap();
+    assert_eq!(changed.revision, 1);
+    deploy(&store, "gw", 1, &["/"]);
+    deploy(&store, "other", 2, &["/other"]);
+    let snapshot = store.published().snapshot.clone();
+    assert_eq!(
+        snapshot.functions["gw"].secrets["API_TOKEN"],
+        edge_wire::Secret("tok-5f1d2a9c".into())
+    );
+    assert!(snapshot.functions["other"].secrets.is_empty());
+    let listed = store.secrets("gw").unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].name.as_str(), listed[0].updated_unix_ms),
+        ("API_TOKEN", T0)
+    );
+    assert!(!serde_json::to_string(&listed).unwrap().contains("tok-"));
+
+    // Rotated: the new value, a new revision.
+    let rotated = store
+        .put_secret("gw", "API_TOKEN", b"tok-rotated", T0 + 1)
+        .unwrap();
+    assert!(rotated.revision > changed.revision);
+    drop(store);
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(file.unwrap().path()).unwrap();
+        assert!(
+            !bytes.windows(4).any(|w| w == b"tok-"),
+            "a value in plain text on disk"
+        );
+    }
+
+    // Another key: refused by name, nothing changed; the right key opens them again.
+    let error = open_keyed(dir.path(), 2).unwrap_err().to_string();
+    assert!(
+        error.contains("sealed with the secrets key") && error.contains("--secrets-key-file"),
+        "{error}"
+    );
+    let store = open_keyed(dir.path(), 1).unwrap();
+    assert_eq!(
+        store.published().snapshot.functions["gw"].secrets["API_TOKEN"].0,
+        "tok-rotated"
+    );
+
+    // Bad names and values, unknown secrets; deleting the function deletes its secrets.
+    assert!(invalid(store.put_secret("gw", "2FA", b"x", T0)).contains("not allowed"));
+    assert!(invalid(store.put_secret("gw", "BIN", &[0xff, 0xfe], T0)).contains("UTF-8"));
+    let big = vec![b'x'; edge_wire::MAX_SECRET_BYTES + 1];
+    assert!(invalid(store.put_secret("gw", "BIG", &big, T0)).contains("at most"));
+    assert!(not_found(store.delete_secret("gw", "NOPE")).contains("edge secrets list gw"));
+    store.delete_function("gw").unwrap();
+    assert!(store.secrets("gw").unwrap().is_empty());
+    // Without a key, secrets cannot be written.
+    let (_dir, keyless) = open();
+    assert!(matches!(
+        keyless.put_secret("gw", "K", b"v", T0),
+        Err(Error::NoSecretsKey)
+    ));
+}

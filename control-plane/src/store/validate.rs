@@ -44,6 +44,32 @@ pub fn digest(digest: &str) -> Result<()> {
     }
 }
 
+/// Checks a secret's name and value.
+///
+/// # Errors
+/// [`Error::Invalid`] stating the rule.
+pub fn secret(name: &str, value: &[u8]) -> Result<()> {
+    if !edge_wire::is_secret_name(name) {
+        return Err(Error::Invalid(format!(
+            "secret name {name:?} is not allowed: use 1 to {} characters A-Z, a-z, 0-9 and _, not starting with a digit (the guest reads it as an environment variable)",
+            edge_wire::MAX_SECRET_NAME
+        )));
+    }
+    if value.len() > edge_wire::MAX_SECRET_BYTES {
+        return Err(Error::Invalid(format!(
+            "the value of secret {name} is {} bytes; secrets are at most {} bytes",
+            value.len(),
+            edge_wire::MAX_SECRET_BYTES
+        )));
+    }
+    if std::str::from_utf8(value).is_err() {
+        return Err(Error::Invalid(format!(
+            "the value of secret {name} is not UTF-8 text; encode binary secrets (base64, hex) first"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks an outbound pattern (`scheme://host[:port]`).
 ///
 /// # Errors

@@ -2,7 +2,8 @@
 //! restarted while the control plane is away serves what it served before.
 //!
 //! ```text
-//! <data-dir>/snapshot.json              the last snapshot applied (written after it applied)
+//! <data-dir>/snapshot.json              the last snapshot applied (written after it applied);
+//!                                       it holds the functions' secrets: mode 0600
 //! <data-dir>/components/<sha256>.wasm   every component it names (written before it applied)
 //! ```
 //! Files are written to a temporary name, synced and renamed, so a crash leaves either the old
@@ -161,7 +162,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         source,
     };
     let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(|e| io("cannot create", e))?;
+    // A leftover from a crash keeps its mode when reopened: start from a new file.
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    // Only the node's user may read it: the snapshot carries secrets.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp).map_err(|e| io("cannot create", e))?;
     file.write_all(bytes).map_err(|e| io("cannot write", e))?;
     file.sync_all().map_err(|e| io("cannot sync", e))?;
     drop(file);

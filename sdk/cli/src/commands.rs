@@ -294,6 +294,94 @@ pub(crate) async fn purge(
     }
 }
 
+/// `edge secrets put`: the value from stdin.
+pub(crate) async fn put_secret(
+    api: &Api,
+    function: &str,
+    name: &str,
+    wait: Option<Duration>,
+) -> anyhow::Result<()> {
+    use std::io::{IsTerminal as _, Read as _};
+    if !edge_wire::is_secret_name(name) {
+        bail!(
+            "secret name {name:?} is not allowed: use A-Z, a-z, 0-9 and _, not starting with a digit"
+        );
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("enter the value of {name}, then Ctrl-D:");
+    }
+    let mut value = Vec::new();
+    stdin
+        .lock()
+        .read_to_end(&mut value)
+        .context("cannot read the secret's value from stdin")?;
+    if value.ends_with(b"\n") {
+        value.pop();
+        if value.ends_with(b"\r") {
+            value.pop();
+        }
+    }
+    if value.is_empty() {
+        bail!(
+            "the value of {name} is empty; pipe it in: `edge secrets put {function} {name} < file`"
+        );
+    }
+    let path = format!("{}/{function}/secrets/{name}", paths::FUNCTIONS);
+    let changed: Changed = api
+        .send(api.request(reqwest::Method::PUT, &path).body(value))
+        .await?;
+    let since = Instant::now();
+    println!(
+        "secret {name} of {function} set (revision {})",
+        changed.revision
+    );
+    match wait {
+        Some(limit) => converge_saying(api, changed.revision, since, limit, "set on").await,
+        None => Ok(()),
+    }
+}
+
+/// `edge secrets list`.
+pub(crate) async fn list_secrets(api: &Api, function: &str) -> anyhow::Result<()> {
+    let secrets: Vec<edge_wire::SecretInfo> = api
+        .get(&format!("{}/{function}/secrets", paths::FUNCTIONS))
+        .await?;
+    if secrets.is_empty() {
+        println!(
+            "{function} has no secrets; set one with `edge secrets put {function} NAME < file`"
+        );
+        return Ok(());
+    }
+    println!("NAME                             SET (UTC)");
+    for secret in secrets {
+        println!("{:<32} {}", secret.name, utc(secret.updated_unix_ms));
+    }
+    Ok(())
+}
+
+/// `edge secrets delete`.
+pub(crate) async fn delete_secret(
+    api: &Api,
+    function: &str,
+    name: &str,
+    wait: Option<Duration>,
+) -> anyhow::Result<()> {
+    let path = format!("{}/{function}/secrets/{name}", paths::FUNCTIONS);
+    let changed: Changed = api
+        .send(api.request(reqwest::Method::DELETE, &path))
+        .await?;
+    let since = Instant::now();
+    println!(
+        "secret {name} of {function} deleted (revision {})",
+        changed.revision
+    );
+    match wait {
+        Some(limit) => converge_saying(api, changed.revision, since, limit, "deleted on").await,
+        None => Ok(()),
+    }
+}
+
 pub(crate) async fn versions(api: &Api, name: &str) -> anyhow::Result<()> {
     let function: FunctionInfo = api.get(&format!("{}/{name}", paths::FUNCTIONS)).await?;
     println!("VERSION  DIGEST        CREATED (UTC)         STATE");

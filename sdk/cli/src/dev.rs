@@ -42,6 +42,7 @@ pub(crate) async fn dev(dir: &Path, listen: SocketAddr, https: bool) -> anyhow::
         max_component_bytes: edge_control_plane::DEFAULT_MAX_COMPONENT_BYTES,
         precompile: true,
         shutdown_timeout: Duration::from_secs(1),
+        secrets_key_file: None,
     })
     .await
     .context("cannot start the local control plane")?;

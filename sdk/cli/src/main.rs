@@ -149,6 +149,38 @@ enum Command {
     /// Create or list API tokens.
     #[command(subcommand)]
     Tokens(Tokens),
+    /// Set, list or delete a function's secrets (seen by the function as configuration
+    /// values; never shown again once written).
+    #[command(subcommand)]
+    Secrets(Secrets),
+}
+
+#[derive(Subcommand)]
+enum Secrets {
+    /// Set secret NAME of FUNCTION to the value read from stdin (one trailing newline
+    /// dropped), and wait until every live node has it.
+    Put {
+        /// The function (it need not be deployed yet).
+        function: String,
+        /// The secret's name, as the function reads it: A-Z, a-z, 0-9 and _.
+        name: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// List a function's secrets: names and when they were set, never values.
+    List {
+        /// The function.
+        function: String,
+    },
+    /// Delete secret NAME of FUNCTION, and wait until every live node has dropped it.
+    Delete {
+        /// The function.
+        function: String,
+        /// The secret's name.
+        name: String,
+        #[command(flatten)]
+        wait: Wait,
+    },
 }
 
 #[derive(clap::Args)]
@@ -278,5 +310,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             commands::create_token(&api, scope, name).await
         }
         Command::Tokens(Tokens::List) => commands::list_tokens(&api).await,
+        Command::Secrets(Secrets::Put {
+            function,
+            name,
+            wait,
+        }) => commands::put_secret(&api, &function, &name, wait.limit()).await,
+        Command::Secrets(Secrets::List { function }) => {
+            commands::list_secrets(&api, &function).await
+        }
+        Command::Secrets(Secrets::Delete {
+            function,
+            name,
+            wait,
+        }) => commands::delete_secret(&api, &function, &name, wait.limit()).await,
     }
 }
