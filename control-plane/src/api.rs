@@ -35,6 +35,13 @@
 //! | `POST /v1/nodes/register` | node | [`RegisterNode`](edge_wire::RegisterNode) | [`Registered`](edge_wire::Registered) |
 //! | `POST /v1/nodes/{id}/status` | node | [`NodeStatus`](edge_wire::NodeStatus) | 204 |
 //! | `GET /v1/snapshot?after=REV&wait=SECS&node=ID` | node | | [`Snapshot`](edge_wire::Snapshot), or 304 |
+//! | `GET /v1/kv/{namespace}?prefix=P&cursor=C` | read or node | | [`Keys`](edge_wire::kv::Keys), a page of 1000 |
+//! | `POST /v1/kv/{namespace}` | deploy or node | [`Batch`](edge_wire::kv::Batch) | [`Written`](edge_wire::kv::Written) |
+//! | `GET /v1/kv/{namespace}/{key}` | read or node | | the value, `application/octet-stream`; 404 |
+//! | `PUT /v1/kv/{namespace}/{key}` | deploy or node | the value (at most 1 MiB) | [`Written`](edge_wire::kv::Written) |
+//! | `DELETE /v1/kv/{namespace}/{key}` | deploy or node | | [`Written`](edge_wire::kv::Written) |
+//! | `POST /v1/kv/{namespace}/{key}/increment` | deploy or node | [`Increment`](edge_wire::kv::Increment) | [`Written`](edge_wire::kv::Written) with the new number |
+//! | `GET /v1/kv-changes?after=SEQ&wait=SECS` | node | | [`Changes`](edge_wire::kv::Changes), or 304 |
 //!
 //! Every change to functions, versions, routes, canaries or secrets is one transaction that
 //! bumps the revision; its answer, [`Changed`](edge_wire::Changed), carries that revision. Tokens and
@@ -70,6 +77,11 @@
 //!   Only snapshots carry their values, to nodes (scope `node`); the guest sees them as its
 //!   configuration values (a secret wins over a configuration value of the same name). Never
 //!   logged, never answered by the API.
+//! - **KV**: namespaces are named like functions and exist once written to; keys (UTF-8, at
+//!   most 512 bytes) are one percent-encoded path segment; values at most 1 MiB. Every write
+//!   takes the next number of the KV log; nodes follow the log with the `kv-changes`
+//!   long-poll (the latest value of each key changed after SEQ, oldest first, 1000 at most)
+//!   and write through the same API for their functions. KV writes do not bump the revision.
 //! - **Tokens**: `edge_` and 64 hex digits, stored as sha256. The last admin token cannot be
 //!   deleted (400).
 //! - **Nodes**: registering an existing name returns its id. A status for an unknown id is
@@ -89,6 +101,7 @@ mod body;
 mod deploy;
 mod error;
 mod fleet;
+mod kv;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -155,6 +168,10 @@ enum Endpoint<'a> {
     NodeStatus(&'a str),
     Snapshot,
     Purge,
+    KvNamespace(&'a str),
+    KvKey(&'a str, &'a str),
+    KvIncrement(&'a str, &'a str),
+    KvChanges,
 }
 
 impl<'a> Endpoint<'a> {
@@ -184,6 +201,10 @@ impl<'a> Endpoint<'a> {
             ["v1", "nodes", "register"] => Self::Register,
             ["v1", "nodes", id, "status"] => Self::NodeStatus(id),
             ["v1", "snapshot"] => Self::Snapshot,
+            ["v1", "kv", namespace] => Self::KvNamespace(namespace),
+            ["v1", "kv", namespace, key] => Self::KvKey(namespace, key),
+            ["v1", "kv", namespace, key, "increment"] => Self::KvIncrement(namespace, key),
+            ["v1", "kv-changes"] => Self::KvChanges,
             _ => return None,
         })
     }
@@ -200,7 +221,11 @@ impl<'a> Endpoint<'a> {
             | Self::Functions
             | Self::Secrets(_)
             | Self::Nodes
+            | Self::KvChanges
             | Self::Snapshot => GET,
+            Self::KvNamespace(_) => &[Method::GET, Method::POST],
+            Self::KvKey(..) => &[Method::GET, Method::PUT, Method::DELETE],
+            Self::KvIncrement(..) => POST,
             Self::Secret(..) => &[Method::PUT, Method::DELETE],
             Self::Components => &[Method::PUT],
             Self::Function(_) => &[Method::GET, Method::DELETE],
@@ -221,8 +246,18 @@ impl<'a> Endpoint<'a> {
         match self {
             Self::Healthz => &[],
             Self::Component(_) => &[Scope::Node, Scope::Deploy],
-            Self::Compiled(_) | Self::Register | Self::NodeStatus(_) | Self::Snapshot => {
-                &[Scope::Node]
+            Self::Compiled(_)
+            | Self::Register
+            | Self::NodeStatus(_)
+            | Self::Snapshot
+            | Self::KvChanges => &[Scope::Node],
+            // Nodes read and write KV for their functions.
+            Self::KvNamespace(_) | Self::KvKey(..) | Self::KvIncrement(..) => {
+                if *method == Method::GET {
+                    &[Scope::Node, Scope::Read]
+                } else {
+                    &[Scope::Node, Scope::Deploy]
+                }
             }
             Self::Tokens | Self::Token(_) => &[Scope::Admin],
             _ if *method == Method::GET => &[Scope::Read],
@@ -313,6 +348,13 @@ async fn route(state: &Arc<State>, request: Request<Incoming>) -> Result<Respons
         (E::Register, _) => fleet::register(state, request).await,
         (E::NodeStatus(id), _) => fleet::status(state, id, request).await,
         (E::Snapshot, _) => fleet::snapshot(state, request.uri().query()).await,
+        (E::KvNamespace(ns), Method::GET) => kv::list(state, ns, request.uri().query()).await,
+        (E::KvNamespace(ns), _) => kv::batch(state, ns, request).await,
+        (E::KvKey(ns, key), Method::GET) => kv::get(state, ns, key).await,
+        (E::KvKey(ns, key), Method::PUT) => kv::put(state, ns, key, request).await,
+        (E::KvKey(ns, key), _) => kv::delete(state, ns, key).await,
+        (E::KvIncrement(ns, key), _) => kv::increment(state, ns, key, request).await,
+        (E::KvChanges, _) => kv::changes(state, request.uri().query()).await,
     }
 }
 

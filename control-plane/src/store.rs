@@ -19,6 +19,7 @@
 
 mod access;
 mod functions;
+mod kv;
 mod schema;
 mod secrets;
 #[cfg(test)]
@@ -148,6 +149,8 @@ pub struct Store {
     engine: Option<String>,
     /// Seals and opens the functions' secrets.
     secrets_key: Option<Arc<crate::secrets::SecretsKey>>,
+    /// The newest number of the KV log.
+    kv_seq: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -225,6 +228,10 @@ impl Store {
             functions::snapshot(&tx, revision, engine, secrets_key.as_deref())?
         };
         let tokens = access::load_tokens(&conn)?;
+        let kv_seq: i64 = conn.query_row("SELECT kv_seq FROM state WHERE id = 1", [], |row| {
+            row.get(0)
+        })?;
+        let (kv_seq, _) = watch::channel(from_sql_int(kv_seq));
         let (published, _) = watch::channel(Arc::new(Published::new(snapshot)));
         Ok(Store {
             conn: Mutex::new(conn),
@@ -233,6 +240,7 @@ impl Store {
             tokens: RwLock::new(tokens),
             engine: engine.map(str::to_owned),
             secrets_key,
+            kv_seq,
         })
     }
 

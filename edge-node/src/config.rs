@@ -293,6 +293,9 @@ struct FunctionEntry {
     /// Origins it may send HTTP requests to, `scheme://host[:port]`.
     #[serde(default)]
     outbound: Vec<String>,
+    /// KV namespaces it may open.
+    #[serde(default)]
+    kv: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -361,12 +364,17 @@ pub fn load_routes(path: &Path, defaults: Limits) -> Result<(Vec<FunctionSpec>, 
             .map(|p| crate::runtime::Destination::parse(p))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| invalid(format!("function `{name}`: {e}")))?;
+        for namespace in &entry.kv {
+            edge_wire::kv::check_namespace(namespace)
+                .map_err(|e| invalid(format!("function `{name}`: {e}")))?;
+        }
         functions.push(FunctionSpec {
             component: base.join(entry.component),
             limits: entry.limits.apply(defaults),
             grants: crate::runtime::Grants {
                 env: entry.env.into_iter().collect(),
                 outbound: crate::runtime::Policy::new(outbound),
+                kv: entry.kv,
             },
             name,
         });

@@ -19,6 +19,7 @@ pub mod cache;
 pub mod config;
 pub mod deployment;
 pub mod error;
+pub mod kv;
 pub mod logging;
 pub mod metrics;
 pub mod origin;
@@ -102,6 +103,7 @@ pub struct Node {
     quic: Option<quinn::Endpoint>,
     admin: TcpListener,
     tls: Option<TlsAcceptor>,
+    kv: Arc<kv::Kv>,
     config: NodeConfig,
 }
 
@@ -130,9 +132,15 @@ impl Node {
             config.cache.max_object_bytes,
         ));
         let outbound = runtime::OutboundClient::new(config.outbound, Some(cache.clone()));
+        let kv_file = config.data_dir.as_ref().map(|dir| dir.join(kv::FILE));
+        let kv = match &config.control_plane {
+            Some(cp) => kv::Kv::remote(&cp.url, &cp.token, kv_file),
+            None => kv::Kv::local(kv_file),
+        };
         let runtime = Arc::new(
             Runtime::new(config.engine, config.data_dir.as_deref(), metrics.clone())?
-                .with_outbound(outbound),
+                .with_outbound(outbound)
+                .with_kv(kv.clone()),
         );
         let mut functions: HashMap<&str, Arc<Function>> = HashMap::new();
         for spec in &config.functions {
@@ -232,6 +240,7 @@ impl Node {
             quic,
             admin,
             tls,
+            kv,
             config,
         })
     }
@@ -268,6 +277,7 @@ impl Node {
         let sync = self
             .sync
             .map(|sync| tokio::spawn(sync.run(stopped.clone())));
+        let kv_follower = tokio::spawn(self.kv.clone().follow(stopped.clone()));
         let admin = tokio::spawn(server::serve_admin(
             self.admin,
             self.state.metrics.clone(),
@@ -297,6 +307,9 @@ impl Node {
             let _ = http3.await;
         }
         let _ = admin.await;
+        let _ = kv_follower.await;
+        let kv = self.kv;
+        let _ = tokio::task::spawn_blocking(move || kv.save_now()).await;
         if let Some(sync) = sync {
             let _ = sync.await;
         }

@@ -12,6 +12,7 @@
 
 mod artifacts;
 mod host;
+mod keyvalue;
 mod outbound;
 
 use std::path::Path;
@@ -42,6 +43,8 @@ pub struct Grants {
     pub env: Vec<(String, String)>,
     /// Destinations of outbound HTTP.
     pub outbound: Policy,
+    /// KV namespaces it may open (`wasi:keyvalue`); the first is its default.
+    pub kv: Vec<String>,
 }
 use self::host::{Host, RequestLabel};
 use crate::ResponseBody;
@@ -152,6 +155,7 @@ pub struct Runtime {
     metrics: Arc<Metrics>,
     config: EngineConfig,
     outbound: OutboundClient,
+    kv: Arc<crate::kv::Kv>,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -171,6 +175,8 @@ pub struct Function {
     grants: Grants,
     /// The configuration values again, as `wasi:config/store` serves them.
     config: Arc<wasmtime_wasi_config::WasiConfigVariables>,
+    /// The KV namespaces it may open.
+    kv: Arc<[Arc<str>]>,
     slots: Arc<Semaphore>,
     metrics: FunctionMetrics,
     provenance: Provenance,
@@ -253,6 +259,7 @@ impl Runtime {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(Error::Engine)?;
         wasmtime_wasi_config::add_to_linker(&mut linker, Host::config).map_err(Error::Engine)?;
+        keyvalue::add_to_linker(&mut linker).map_err(Error::Engine)?;
         let artifacts = data_dir
             .map(|dir| {
                 let dir = dir.join("artifacts");
@@ -271,7 +278,16 @@ impl Runtime {
             metrics,
             config,
             outbound: OutboundClient::new(OutboundConfig::default(), None),
+            kv: crate::kv::Kv::local(None),
         })
+    }
+
+    /// Serves functions' `wasi:keyvalue` from `kv` (by default a replica of its own, kept in
+    /// memory only).
+    #[must_use]
+    pub fn with_kv(mut self, kv: Arc<crate::kv::Kv>) -> Self {
+        self.kv = kv;
+        self
     }
 
     /// Sends functions' outbound requests through `client` (by default a pooled client
@@ -402,6 +418,7 @@ impl Runtime {
             slots: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
             limits,
             config: Arc::new(grants.env.iter().cloned().collect()),
+            kv: grants.kv.iter().map(|n| Arc::from(n.as_str())).collect(),
             grants,
             metrics: self.metrics.function(name),
             provenance,
@@ -545,11 +562,16 @@ impl Runtime {
         deadline: Instant,
         body_too_large: Arc<AtomicBool>,
     ) -> Store<Host> {
+        let capabilities = host::Capabilities {
+            grants: &function.grants,
+            config: function.config.clone(),
+            client: &self.outbound,
+            kv: self.kv.clone(),
+            kv_namespaces: function.kv.clone(),
+        };
         let host = Host::new(
             label,
-            &function.grants,
-            function.config.clone(),
-            &self.outbound,
+            capabilities,
             function.limits.memory_bytes,
             deadline,
             body_too_large,

@@ -196,6 +196,7 @@ impl Applier {
         let grants = Grants {
             env: env.into_iter().collect(),
             outbound,
+            kv: version.kv.clone(),
         };
         let function = tokio::task::spawn_blocking(move || {
             runtime.load(&function_name, &bytes, limits, grants, &source)

@@ -777,3 +777,99 @@ fn secrets_reach_only_their_function_and_never_show() {
         "{stderr}"
     );
 }
+
+/// GET `/counter/kv?QUERY` on `node`; (status, body).
+fn kv(node: &NodeProcess, query: &str) -> (u16, String) {
+    get(&format!("http://{}/counter/kv?{query}", node.addr()))
+}
+
+#[test]
+fn kv_written_on_one_node_is_read_on_the_others_and_outlives_the_control_plane() {
+    let mut fleet = Fleet::start(2);
+    let probe = guest("probe");
+    edge(
+        &fleet.cp,
+        &fleet.admin(),
+        &[
+            "deploy",
+            probe.to_str().unwrap(),
+            "--name",
+            "counter",
+            "--route",
+            "/counter",
+            "--kv",
+            "counts",
+        ],
+    );
+    let (a, b) = (&fleet.nodes[0], &fleet.nodes[1]);
+
+    // Written on A: A reads it at once, B within moments (the KV log's long-poll).
+    let written = Instant::now();
+    assert_eq!(kv(a, "op=set&key=greeting&value=hello"), (200, "ok".into()));
+    assert_eq!(kv(a, "op=get&key=greeting"), (200, "hello".into()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kv(b, "op=get&key=greeting").1 != "hello" {
+        assert!(Instant::now() < deadline, "node B never saw the write");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    eprintln!("KV write on A visible on B after {:?}", written.elapsed());
+
+    // Increments from both nodes add up: the control plane does them.
+    for _ in 0..5 {
+        assert_eq!(kv(a, "op=incr&key=n").0, 200);
+        assert_eq!(kv(b, "op=incr&key=n").0, 200);
+    }
+    assert_eq!(kv(a, "op=incr&key=n&delta=0").1, "10");
+
+    // The CLI sees what functions wrote, and functions see what the CLI wrote.
+    let value = edge(
+        &fleet.cp,
+        &fleet.admin(),
+        &["kv", "get", "counts", "greeting"],
+    );
+    assert_eq!(value, "hello");
+    edge(
+        &fleet.cp,
+        &fleet.admin(),
+        &["kv", "put", "counts", "from cli/1", "set by the CLI"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kv(b, "op=get&key=from%20cli%2F1").1 != "set by the CLI" {
+        assert!(
+            Instant::now() < deadline,
+            "node B never saw the CLI's write"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let keys = edge(&fleet.cp, &fleet.admin(), &["kv", "list", "counts"]);
+    assert_eq!(keys, "from cli/1\ngreeting\nn\n");
+    let out = edge_raw(&fleet.cp, &fleet.admin(), &["kv", "get", "counts", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no key \"nope\""));
+
+    // With the control plane down, reads go on and writes say why they fail.
+    let cp_dir = fleet.dir.path().join("cp");
+    let addr = fleet.cp.addr();
+    fleet.cp.terminate(Duration::from_secs(20));
+    assert_eq!(kv(b, "op=get&key=greeting"), (200, "hello".into()));
+    let (status, body) = kv(a, "op=set&key=x&value=y");
+    assert_eq!(status, 500);
+    assert!(body.contains("did not reach the control plane"), "{body}");
+
+    // The control plane's copy is durable: started again, it has everything.
+    fleet.cp = ControlPlaneBuilder::default()
+        .data_dir(&cp_dir)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .start();
+    let value = edge(&fleet.cp, &fleet.admin(), &["kv", "get", "counts", "n"]);
+    assert_eq!(value, "10");
+    assert_eq!(kv(a, "op=incr&key=n").1, "11");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while kv(b, "op=get&key=n").1 != "11" {
+        assert!(
+            Instant::now() < deadline,
+            "node B did not follow the log again"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -8,6 +8,7 @@ mod docs;
 mod examples;
 mod fleet;
 mod http3;
+mod kv;
 mod limits;
 mod loading;
 mod observability;

@@ -45,7 +45,12 @@ const PROVIDED: &[(&str, &[&str])] = &[
 
 /// Interfaces a node provides at exactly one version: drafts, whose versions do not link
 /// across each other.
-const PROVIDED_EXACTLY: &[&str] = &["wasi:config/store@0.2.0-rc.1"];
+const PROVIDED_EXACTLY: &[&str] = &[
+    "wasi:config/store@0.2.0-rc.1",
+    "wasi:keyvalue/store@0.2.0-draft",
+    "wasi:keyvalue/atomics@0.2.0-draft",
+    "wasi:keyvalue/batch@0.2.0-draft",
+];
 
 /// Why a component cannot be deployed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -76,7 +81,7 @@ pub enum ComponentError {
     },
     /// An import no node provides.
     #[error(
-        "the component imports {name}, which edge nodes do not provide; they provide the WASI 0.2 interfaces (wasi:http, wasi:io, wasi:cli, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets) and wasi:config/store@0.2.0-rc.1"
+        "the component imports {name}, which edge nodes do not provide; they provide the WASI 0.2 interfaces (wasi:http, wasi:io, wasi:cli, wasi:clocks, wasi:random, wasi:filesystem, wasi:sockets) and wasi:config/store@0.2.0-rc.1, wasi:keyvalue/{{store,atomics,batch}}@0.2.0-draft"
     )]
     UnknownImport {
         /// The import's full name.

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 mod component;
+pub mod kv;
 pub mod outbound;
 
 pub use component::{ComponentError, ComponentSummary, check_component, provided_interface};
@@ -57,6 +58,11 @@ pub mod paths {
     pub const NODES: &str = "/v1/nodes";
     /// `POST` a [`super::Purge`]; answers [`super::Changed`].
     pub const PURGE: &str = "/v1/purge";
+    /// `/v1/kv/{namespace}` (`GET` keys, `POST` a batch) and `/v1/kv/{namespace}/{key}`
+    /// (`GET`, `PUT`, `DELETE`; `POST .../increment`).
+    pub const KV: &str = "/v1/kv";
+    /// `GET` the KV log after `?after=SEQ`, waiting up to `&wait=SECS` for a change.
+    pub const KV_CHANGES: &str = "/v1/kv-changes";
     /// `GET` or `POST` tokens; `DELETE /v1/tokens/{id}`.
     pub const TOKENS: &str = "/v1/tokens";
     /// Longest long-poll wait a client may ask for, in seconds.
@@ -204,6 +210,9 @@ pub struct Version {
     /// Origins it may send requests to ([`outbound`] patterns); none when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub outbound: Vec<String>,
+    /// KV namespaces it may open ([`kv`]); none when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kv: Vec<String>,
     /// Limits; unset fields take the node's defaults.
     #[serde(default)]
     pub limits: Limits,
@@ -397,6 +406,9 @@ pub struct NewVersion {
     /// Origins it may send requests to ([`outbound`] patterns).
     #[serde(default)]
     pub outbound: Vec<String>,
+    /// KV namespaces it may open.
+    #[serde(default)]
+    pub kv: Vec<String>,
     /// Limits.
     #[serde(default)]
     pub limits: Limits,
@@ -434,6 +446,9 @@ pub struct VersionInfo {
     /// The origins it may send requests to.
     #[serde(default)]
     pub outbound: Vec<String>,
+    /// The KV namespaces it may open.
+    #[serde(default)]
+    pub kv: Vec<String>,
     /// Its limits.
     #[serde(default)]
     pub limits: Limits,
@@ -589,6 +604,7 @@ mod tests {
             digest: d.into(),
             env: BTreeMap::new(),
             outbound: Vec::new(),
+            kv: Vec::new(),
             limits: Limits::default(),
             compiled: None,
         };

@@ -59,6 +59,10 @@ impl Store {
         for pattern in &new.outbound {
             validate::outbound(pattern)?;
         }
+        for namespace in &new.kv {
+            edge_wire::kv::check_namespace(namespace).map_err(Error::Invalid)?;
+        }
+        let kv = serde_json::to_string(&new.kv).expect("a string list serialises");
         let env = serde_json::to_string(&new.env).expect("a string map serialises");
         let outbound = serde_json::to_string(&new.outbound).expect("a string list serialises");
         let limits = serde_json::to_string(&new.limits).expect("limits serialise");
@@ -77,14 +81,15 @@ impl Store {
             )?;
             tx.execute(
                 "INSERT INTO versions
-                 (function, version, digest, env, outbound, limits, created_unix_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 (function, version, digest, env, outbound, kv, limits, created_unix_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     name,
                     version,
                     new.digest,
                     env,
                     outbound,
+                    kv,
                     limits,
                     to_sql_int(now_ms)
                 ],
@@ -386,7 +391,7 @@ fn require_version(tx: &Transaction<'_>, name: &str, version: u32) -> Result<()>
 
 fn versions(tx: &Transaction<'_>, name: &str) -> Result<Vec<VersionInfo>> {
     let mut statement = tx.prepare(
-        "SELECT version, digest, env, outbound, limits, created_unix_ms FROM versions
+        "SELECT version, digest, env, outbound, kv, limits, created_unix_ms FROM versions
          WHERE function = ?1 ORDER BY version",
     )?;
     let rows = statement.query_map([name], |row| {
@@ -396,17 +401,19 @@ fn versions(tx: &Transaction<'_>, name: &str) -> Result<Vec<VersionInfo>> {
             row.get::<_, String>(2)?,
             row.get::<_, String>(3)?,
             row.get::<_, String>(4)?,
-            row.get::<_, i64>(5)?,
+            row.get::<_, String>(5)?,
+            row.get::<_, i64>(6)?,
         ))
     })?;
     rows.map(|row| {
-        let (version, digest, env, outbound, limits, created) = row?;
+        let (version, digest, env, outbound, kv, limits, created) = row?;
         Ok(VersionInfo {
             version,
             digest,
             created_unix_ms: from_sql_int(created),
             env: parse_json("version's env", &env)?,
             outbound: parse_json("version's outbound list", &outbound)?,
+            kv: parse_json("version's KV namespaces", &kv)?,
             limits: parse_json::<Limits>("version's limits", &limits)?,
         })
     })
@@ -485,6 +492,7 @@ pub(super) fn snapshot(
                 digest: v.digest,
                 env: v.env,
                 outbound: v.outbound,
+                kv: v.kv,
                 limits: v.limits,
             })
         };

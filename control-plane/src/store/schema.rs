@@ -100,6 +100,22 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (function, name)
     );
     ",
+    // 6: KV: the latest value of every key (NULL once deleted, so nodes learn of it), each
+    // row at the sequence number of its last write in the KV log; the namespaces each
+    // version may open.
+    r"
+    CREATE TABLE kv (
+        namespace       TEXT NOT NULL,
+        key             TEXT NOT NULL,
+        value           BLOB,
+        seq             INTEGER NOT NULL,
+        updated_unix_ms INTEGER NOT NULL,
+        PRIMARY KEY (namespace, key)
+    );
+    CREATE INDEX kv_by_seq ON kv (seq);
+    ALTER TABLE state ADD COLUMN kv_seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE versions ADD COLUMN kv TEXT NOT NULL DEFAULT '[]';
+    ",
 ];
 
 /// The schema version this build writes.

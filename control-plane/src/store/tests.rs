@@ -557,3 +557,83 @@ fn secrets_are_sealed_at_rest_listed_without_values_and_sent_in_snapshots() {
         Err(Error::NoSecretsKey)
     ));
 }
+
+#[test]
+fn kv_writes_are_logged_in_order_and_survive_reopening() {
+    use edge_wire::kv::Pair;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("cp.db"), None).unwrap();
+    let mut seqs = store.subscribe_kv();
+    assert_eq!(store.kv_put("counts", "a", b"1", T0).unwrap().seq, 1);
+    assert_eq!(*seqs.borrow_and_update(), 1);
+    let bumped = store.kv_increment("counts", "hits", 5, T0).unwrap();
+    assert_eq!((bumped.seq, bumped.value), (2, Some(5)));
+    assert_eq!(
+        store.kv_increment("counts", "hits", 2, T0).unwrap().value,
+        Some(7)
+    );
+    let message = invalid(
+        store
+            .kv_increment("counts", "a", 1, T0)
+            .map(|_| ())
+            .and_then(|()| {
+                store.kv_put("counts", "text", b"x", T0)?;
+                store.kv_increment("counts", "text", 1, T0)
+            }),
+    );
+    assert!(message.contains("does not hold a number"), "{message}");
+    let batch = store
+        .kv_batch(
+            "counts",
+            &[Pair {
+                key: "b".into(),
+                value: vec![0, 1],
+            }],
+            &["a".into()],
+            T0,
+        )
+        .unwrap();
+    assert_eq!(store.kv_get("counts", "b").unwrap(), Some(vec![0, 1]));
+    assert_eq!(store.kv_get("counts", "a").unwrap(), None);
+    assert_eq!(store.revision(), 0, "KV writes are not deploys");
+
+    // The log: each key once, at its latest value, in order; deletions as no value.
+    let changes = store.kv_changes(0).unwrap();
+    assert_eq!(changes.seq, batch.seq);
+    let seen: Vec<(&str, Option<&[u8]>)> = changes
+        .changes
+        .iter()
+        .map(|c| (c.key.as_str(), c.value.as_deref()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("hits", Some(&b"7"[..])),
+            ("text", Some(&b"x"[..])),
+            ("b", Some(&[0, 1][..])),
+            ("a", None)
+        ]
+    );
+    assert!(changes.changes.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(store.kv_changes(batch.seq).unwrap().changes, []);
+    assert_eq!(
+        store.kv_keys("counts", "", None).unwrap().keys,
+        ["b", "hits", "text"]
+    );
+    assert_eq!(store.kv_keys("counts", "h", None).unwrap().keys, ["hits"]);
+
+    // Limits, named.
+    assert!(invalid(store.kv_put("Bad", "k", b"v", T0)).contains("namespace"));
+    assert!(invalid(store.kv_put("ns", &"k".repeat(513), b"v", T0)).contains("512"));
+    let big = vec![0u8; edge_wire::kv::MAX_VALUE_BYTES + 1];
+    assert!(invalid(store.kv_put("ns", "k", &big, T0)).contains("at most"));
+
+    drop(store);
+    let store = Store::open(&dir.path().join("cp.db"), None).unwrap();
+    assert_eq!(store.kv_seq(), batch.seq);
+    assert_eq!(store.kv_get("counts", "hits").unwrap(), Some(b"7".to_vec()));
+    assert_eq!(
+        store.kv_put("counts", "c", b"", T0).unwrap().seq,
+        batch.seq + 1
+    );
+}

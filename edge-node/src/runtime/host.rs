@@ -22,7 +22,9 @@ use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::Grants;
+use super::keyvalue::KvView;
 use super::outbound::{Client, Policy};
+use crate::kv::Kv;
 
 /// Longest guest output line kept whole; longer ones are cut into pieces of this size.
 const MAX_LOG_LINE: usize = 16 * 1024;
@@ -42,6 +44,9 @@ pub(crate) struct Host {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     config: Arc<WasiConfigVariables>,
+    kv: Arc<Kv>,
+    kv_namespaces: Arc<[Arc<str>]>,
+    label: RequestLabel,
     outbound: Outbound,
     pub(crate) limits: GuestLimits,
     deadline: Instant,
@@ -51,12 +56,28 @@ pub(crate) struct Host {
     pub(crate) body_too_large: Arc<AtomicBool>,
 }
 
+/// What a function's instances may use: its grants, and the node's services behind them.
+pub(crate) struct Capabilities<'a> {
+    pub(crate) grants: &'a Grants,
+    /// The configuration values as `wasi:config/store` serves them.
+    pub(crate) config: Arc<WasiConfigVariables>,
+    /// The node's outbound client.
+    pub(crate) client: &'a Client,
+    /// The node's KV replica, and the namespaces the function may open.
+    pub(crate) kv: Arc<Kv>,
+    pub(crate) kv_namespaces: Arc<[Arc<str>]>,
+}
+
 impl Host {
     pub(crate) fn new(
         label: &RequestLabel,
-        grants: &Grants,
-        config: Arc<WasiConfigVariables>,
-        client: &Client,
+        Capabilities {
+            grants,
+            config,
+            client,
+            kv,
+            kv_namespaces,
+        }: Capabilities<'_>,
         memory_limit: u64,
         deadline: Instant,
         body_too_large: Arc<AtomicBool>,
@@ -74,6 +95,9 @@ impl Host {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             config,
+            kv,
+            kv_namespaces,
+            label: label.clone(),
             outbound: Outbound {
                 policy: grants.outbound.clone(),
                 client: client.clone(),
@@ -105,6 +129,16 @@ impl Host {
     /// The function's configuration values, for `wasi:config/store`.
     pub(crate) fn config(&mut self) -> WasiConfig<'_> {
         WasiConfig::from(&*self.config)
+    }
+
+    /// The function's KV namespaces, for `wasi:keyvalue`.
+    pub(crate) fn kv(&mut self) -> KvView<'_> {
+        KvView {
+            table: &mut self.table,
+            kv: &self.kv,
+            namespaces: &self.kv_namespaces,
+            label: &self.label,
+        }
     }
 
     pub(crate) fn body_too_large(&self) -> bool {

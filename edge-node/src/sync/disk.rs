@@ -155,7 +155,7 @@ impl Disk {
     }
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let io = |action, source| Error::Io {
         action,
         path: path.to_owned(),

@@ -33,6 +33,8 @@ pub(crate) struct Deploy<'a> {
     pub(crate) env_file: Option<&'a Path>,
     /// Origins the function may reach.
     pub(crate) outbound: &'a [String],
+    /// KV namespaces it may open.
+    pub(crate) kv: &'a [String],
     pub(crate) limits: Limits,
     pub(crate) wait: Option<Duration>,
 }
@@ -65,6 +67,10 @@ pub(crate) async fn deploy(api: &Api, args: Deploy<'_>) -> anyhow::Result<u32> {
             _ => bail!("--env {pair:?}: write KEY=VALUE"),
         };
     }
+    for namespace in args.kv {
+        edge_wire::kv::check_namespace(namespace)
+            .map_err(|e| anyhow::anyhow!("--kv {namespace:?}: {e}"))?;
+    }
     for pattern in args.outbound {
         edge_wire::outbound::Destination::parse(pattern)
             .with_context(|| format!("--allow-outbound {pattern:?}"))?;
@@ -78,6 +84,7 @@ pub(crate) async fn deploy(api: &Api, args: Deploy<'_>) -> anyhow::Result<u32> {
                 digest: uploaded.digest.clone(),
                 env,
                 outbound: args.outbound.to_vec(),
+                kv: args.kv.to_vec(),
                 limits: args.limits,
                 routes,
             },
@@ -294,6 +301,99 @@ pub(crate) async fn purge(
     }
 }
 
+fn kv_path(namespace: &str, key: &str) -> anyhow::Result<String> {
+    edge_wire::kv::check_namespace(namespace).map_err(anyhow::Error::msg)?;
+    edge_wire::kv::check_key(key).map_err(anyhow::Error::msg)?;
+    Ok(format!(
+        "{}/{namespace}/{}",
+        paths::KV,
+        edge_wire::kv::key_segment(key)
+    ))
+}
+
+/// `edge kv put`: the value from the argument or stdin.
+pub(crate) async fn kv_put(
+    api: &Api,
+    namespace: &str,
+    key: &str,
+    value: Option<String>,
+) -> anyhow::Result<()> {
+    let path = kv_path(namespace, key)?;
+    let value = match value {
+        Some(value) => value.into_bytes(),
+        None => {
+            use std::io::Read as _;
+            let mut value = Vec::new();
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut value)
+                .context("cannot read the value from stdin")?;
+            value
+        }
+    };
+    let written: edge_wire::kv::Written = api
+        .send(api.request(reqwest::Method::PUT, &path).body(value))
+        .await?;
+    println!("stored {key:?} in {namespace} (KV log {})", written.seq);
+    Ok(())
+}
+
+/// `edge kv get`: the value, as stored, on stdout.
+pub(crate) async fn kv_get(api: &Api, namespace: &str, key: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let path = kv_path(namespace, key)?;
+    let response = api
+        .request(reqwest::Method::GET, &path)
+        .send()
+        .await
+        .map_err(|e| api.unreachable(e))?;
+    let status = response.status();
+    let body = response.bytes().await.context("the answer broke off")?;
+    if !status.is_success() {
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        bail!("{message} ({status})");
+    }
+    std::io::stdout().write_all(&body)?;
+    Ok(())
+}
+
+/// `edge kv list`: every key, page after page.
+pub(crate) async fn kv_list(api: &Api, namespace: &str, prefix: &str) -> anyhow::Result<()> {
+    edge_wire::kv::check_namespace(namespace).map_err(anyhow::Error::msg)?;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!(
+            "{}/{namespace}?prefix={}",
+            paths::KV,
+            edge_wire::kv::key_segment(prefix)
+        );
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={}", edge_wire::kv::key_segment(cursor)));
+        }
+        let page: edge_wire::kv::Keys = api.get(&path).await?;
+        for key in &page.keys {
+            println!("{key}");
+        }
+        match page.cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(()),
+        }
+    }
+}
+
+/// `edge kv delete`.
+pub(crate) async fn kv_delete(api: &Api, namespace: &str, key: &str) -> anyhow::Result<()> {
+    let path = kv_path(namespace, key)?;
+    let written: edge_wire::kv::Written = api
+        .send(api.request(reqwest::Method::DELETE, &path))
+        .await?;
+    println!("deleted {key:?} from {namespace} (KV log {})", written.seq);
+    Ok(())
+}
+
 /// `edge secrets put`: the value from stdin.
 pub(crate) async fn put_secret(
     api: &Api,
@@ -386,11 +486,14 @@ pub(crate) async fn versions(api: &Api, name: &str) -> anyhow::Result<()> {
     let function: FunctionInfo = api.get(&format!("{}/{name}", paths::FUNCTIONS)).await?;
     println!("VERSION  DIGEST        CREATED (UTC)         STATE");
     for v in function.versions.iter().rev() {
-        let outbound = if v.outbound.is_empty() {
+        let mut outbound = if v.outbound.is_empty() {
             String::new()
         } else {
             format!("  outbound: {}", v.outbound.join(" "))
         };
+        if !v.kv.is_empty() {
+            outbound.push_str(&format!("  kv: {}", v.kv.join(" ")));
+        }
         let state = if v.version == function.active {
             "active".to_owned()
         } else if let Some((canary, percent)) = function.canary.filter(|c| c.0 == v.version) {

@@ -186,6 +186,7 @@ async fn build_and_deploy(api: &Api, dir: &Path, name: &str) -> Option<u32> {
             env: &[],
             env_file: None,
             outbound: &[],
+            kv: &[],
             limits: edge_wire::Limits::default(),
             wait: Some(Duration::from_secs(60)),
         },

@@ -84,6 +84,10 @@ enum Command {
         /// Loopback, private and link-local addresses need a pattern naming the address.
         #[arg(long = "allow-outbound", value_name = "SCHEME://HOST[:PORT]")]
         outbound: Vec<String>,
+        /// A KV namespace the function may open (wasi:keyvalue); repeatable, the first is
+        /// what it opens as "default".
+        #[arg(long = "kv", value_name = "NAMESPACE")]
+        kv: Vec<String>,
         /// Time limit per request, milliseconds (default: the node's).
         #[arg(long)]
         timeout_ms: Option<u64>,
@@ -149,10 +153,48 @@ enum Command {
     /// Create or list API tokens.
     #[command(subcommand)]
     Tokens(Tokens),
+    /// Read and write KV namespaces (what functions bound with --kv see).
+    #[command(subcommand)]
+    Kv(Kv),
     /// Set, list or delete a function's secrets (seen by the function as configuration
     /// values; never shown again once written).
     #[command(subcommand)]
     Secrets(Secrets),
+}
+
+#[derive(Subcommand)]
+enum Kv {
+    /// Store VALUE (or stdin, when VALUE is left out) under KEY.
+    Put {
+        /// The namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+        /// The value; read from stdin when absent.
+        value: Option<String>,
+    },
+    /// Print the value under KEY.
+    Get {
+        /// The namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+    },
+    /// List the keys of a namespace, in order.
+    List {
+        /// The namespace.
+        namespace: String,
+        /// Only keys starting with this.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// Delete KEY.
+    Delete {
+        /// The namespace.
+        namespace: String,
+        /// The key.
+        key: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -256,6 +298,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             env,
             env_file,
             outbound,
+            kv,
             timeout_ms,
             memory_mb,
             cache,
@@ -274,6 +317,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 env: &env,
                 env_file: env_file.as_deref(),
                 outbound: &outbound,
+                kv: &kv,
                 limits,
                 wait: wait.limit(),
             };
@@ -315,6 +359,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             wait,
         }) => commands::put_secret(&api, &function, &name, wait.limit()).await,
+        Command::Kv(Kv::Put {
+            namespace,
+            key,
+            value,
+        }) => commands::kv_put(&api, &namespace, &key, value).await,
+        Command::Kv(Kv::Get { namespace, key }) => commands::kv_get(&api, &namespace, &key).await,
+        Command::Kv(Kv::List { namespace, prefix }) => {
+            commands::kv_list(&api, &namespace, &prefix).await
+        }
+        Command::Kv(Kv::Delete { namespace, key }) => {
+            commands::kv_delete(&api, &namespace, &key).await
+        }
         Command::Secrets(Secrets::List { function }) => {
             commands::list_secrets(&api, &function).await
         }

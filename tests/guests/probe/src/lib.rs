@@ -22,6 +22,33 @@ wit_bindgen::generate!({
     ",
 });
 
+// KV (`wasi:keyvalue` 0.2.0-draft: store and atomics), as nodes provide it.
+mod kv {
+    wit_bindgen::generate!({
+        inline: "
+            package wasi:keyvalue@0.2.0-draft;
+            interface store {
+                variant error { no-such-store, access-denied, other(string) }
+                record key-response { keys: list<string>, cursor: option<u64> }
+                open: func(identifier: string) -> result<bucket, error>;
+                resource bucket {
+                    get: func(key: string) -> result<option<list<u8>>, error>;
+                    set: func(key: string, value: list<u8>) -> result<_, error>;
+                    delete: func(key: string) -> result<_, error>;
+                    exists: func(key: string) -> result<bool, error>;
+                    list-keys: func(cursor: option<u64>) -> result<key-response, error>;
+                }
+            }
+            interface atomics {
+                use store.{bucket, error};
+                increment: func(bucket: borrow<bucket>, key: string, delta: u64) -> result<u64, error>;
+            }
+            world imports { import store; import atomics; }
+        ",
+    });
+    pub use self::wasi::keyvalue::{atomics, store};
+}
+
 /// Survives between calls only if the host reuses an instance, which it must never do.
 static CALLS: AtomicU32 = AtomicU32::new(0);
 
@@ -85,6 +112,7 @@ impl wasip2::exports::http::incoming_handler::Guest for Probe {
             }
             "/origin" => origin(&request, query, response_out),
             p if p.ends_with("/fetch") => fetch(query, response_out),
+            p if p.ends_with("/kv") => kv_call(query, response_out),
             "/config" => {
                 // Every value, as wasi:config/store and as the environment see them.
                 let mut text = String::new();
@@ -312,6 +340,62 @@ fn fetch(query: &str, out: ResponseOutparam) {
         );
     }
     respond(out, 200, last);
+}
+
+/// KV: `op=get|set|incr|delete|list` on `ns` (empty: the function's default namespace) and
+/// `key`, with `value` or `delta`. Answers 200 with the result, or 500 with `error: ...`.
+fn kv_call(query: &str, out: ResponseOutparam) {
+    let mut op = String::new();
+    let mut ns = String::new();
+    let mut key = String::new();
+    let mut value = String::new();
+    let mut delta = 1;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v);
+        match name {
+            "op" => op = v,
+            "ns" => ns = v,
+            "key" => key = v,
+            "value" => value = v,
+            "delta" => delta = v.parse().unwrap(),
+            _ => {}
+        }
+    }
+    let bucket = match kv::store::open(&ns) {
+        Ok(bucket) => bucket,
+        Err(e) => return respond(out, 500, format!("error: {e:?}\n")),
+    };
+    let result = match op.as_str() {
+        "get" => bucket.get(&key).map(|v| match v {
+            Some(v) => String::from_utf8_lossy(&v).into_owned(),
+            None => "(none)".into(),
+        }),
+        "set" => bucket.set(&key, value.as_bytes()).map(|()| "ok".into()),
+        "delete" => bucket.delete(&key).map(|()| "ok".into()),
+        "incr" => kv::atomics::increment(&bucket, &key, delta).map(|n| n.to_string()),
+        "list" => {
+            let mut all = Vec::new();
+            let mut cursor = None;
+            loop {
+                match bucket.list_keys(cursor) {
+                    Ok(page) => {
+                        all.extend(page.keys);
+                        match page.cursor {
+                            Some(next) => cursor = Some(next),
+                            None => break Ok(all.join(",")),
+                        }
+                    }
+                    Err(e) => break Err(e),
+                }
+            }
+        }
+        other => return respond(out, 400, format!("unknown op {other:?}\n")),
+    };
+    match result {
+        Ok(text) => respond(out, 200, text),
+        Err(e) => respond(out, 500, format!("error: {e:?}\n")),
+    }
 }
 
 /// `%XX` escapes and `+` as space.
