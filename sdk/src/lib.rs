@@ -26,7 +26,8 @@
 //! - [`Body`]: bytes, text, JSON and streams, in requests and responses;
 //! - [`Router`]: method and path patterns with parameters (`/users/:id`);
 //! - [`fetch`]: outbound HTTP through `wasi:http/outgoing-handler`;
-//! - [`config`]: the function's configuration values; [`info!`] and friends: logs;
+//! - [`config`]: the function's configuration values (and secrets); [`info!`] and friends: logs;
+//! - [`kv`]: the function's key-value namespaces (`wasi:keyvalue`);
 //! - [`RequestExt::client`]: the client's address, HTTP version and TLS, as the node saw them;
 //! - [`testing`]: call handlers on the host in `cargo test`, no wasm needed.
 //!
@@ -37,6 +38,7 @@
 mod body;
 pub mod config;
 mod fetch;
+pub mod kv;
 mod log;
 mod router;
 pub mod testing;

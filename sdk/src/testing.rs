@@ -2,7 +2,8 @@
 //!
 //! [`call`] runs a handler exactly as the component's export does (an error becomes a 500);
 //! [`on_fetch`] stands in for the origins [`fetch`](crate::fetch) would reach; [`set_config`]
-//! sets configuration values. All of it is per thread, so tests run in parallel.
+//! sets configuration values; [`kv`](crate::kv) namespaces are in-memory maps ([`clear_kv`]).
+//! All of it is per thread, so tests run in parallel.
 //!
 //! ```
 //! use edge::{Request, Response};
@@ -26,8 +27,12 @@ use crate::{IntoResult, Request, Response, Result};
 
 type FetchFn = Box<dyn Fn(Request) -> Result<Response>>;
 
+/// KV namespaces, each an ordered map (no hashing: keeps std's random seeding out).
+type KvData = Vec<(String, std::collections::BTreeMap<String, Vec<u8>>)>;
+
 thread_local! {
     static FETCH: RefCell<Option<FetchFn>> = const { RefCell::new(None) };
+    static KV: RefCell<KvData> = const { RefCell::new(Vec::new()) };
     // A list, not a hash map: keeps std's random seeding out of components.
     static CONFIG: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
 }
@@ -50,6 +55,50 @@ pub fn set_config(key: &str, value: &str) {
         config.retain(|(k, _)| k != key);
         config.push((key.to_owned(), value.to_owned()));
     });
+}
+
+/// Empties every [`kv`](crate::kv) namespace of this thread.
+pub fn clear_kv() {
+    KV.with(|kv| kv.borrow_mut().clear());
+}
+
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) fn kv_get(namespace: &str, key: &str) -> Option<Vec<u8>> {
+    KV.with(|kv| {
+        kv.borrow()
+            .iter()
+            .find(|(n, _)| n == namespace)
+            .and_then(|(_, map)| map.get(key).cloned())
+    })
+}
+
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) fn kv_set(namespace: &str, key: &str, value: Option<Vec<u8>>) {
+    KV.with(|kv| {
+        let mut kv = kv.borrow_mut();
+        let at = match kv.iter().position(|(n, _)| n == namespace) {
+            Some(at) => at,
+            None => {
+                kv.push((namespace.to_owned(), Default::default()));
+                kv.len() - 1
+            }
+        };
+        match value {
+            Some(value) => kv[at].1.insert(key.to_owned(), value),
+            None => kv[at].1.remove(key),
+        };
+    });
+}
+
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) fn kv_keys(namespace: &str) -> Vec<String> {
+    KV.with(|kv| {
+        kv.borrow()
+            .iter()
+            .find(|(n, _)| n == namespace)
+            .map(|(_, map)| map.keys().cloned().collect())
+            .unwrap_or_default()
+    })
 }
 
 pub(crate) fn config_override(key: &str) -> Option<String> {

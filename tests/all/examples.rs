@@ -69,6 +69,16 @@ outbound = ["http://{origin}"]
 [functions.proxy-unlisted]
 component = "{proxy}"
 env = {{ ORIGIN = "http://{origin}" }}
+[functions.counter]
+component = "{counter}"
+kv = ["counts"]
+[functions.signer]
+component = "{signer}"
+env = {{ SIGNING_KEY = "test-key" }}
+[functions.gateway]
+component = "{gateway}"
+env = {{ GATEWAY_TOKEN = "s3cret", UPSTREAM = "http://{origin}" }}
+outbound = ["http://{origin}"]
 
 [[routes]]
 path = "/"
@@ -88,12 +98,28 @@ function = "proxy"
 [[routes]]
 path = "/unlisted"
 function = "proxy-unlisted"
+[[routes]]
+path = "/count"
+function = "counter"
+[[routes]]
+path = "/sign"
+function = "signer"
+[[routes]]
+path = "/verify"
+function = "signer"
+[[routes]]
+host = "gateway.test"
+path = "/"
+function = "gateway"
 "#,
         hello = component("hello"),
         json = component("json-api"),
         streaming = component("streaming"),
         inspector = component("inspector"),
         proxy = component("origin-proxy"),
+        counter = component("kv-counter"),
+        signer = component("signer"),
+        gateway = component("api-gateway"),
         origin = origin.addr,
     );
     let mut node = NodeBuilder::default().routes(&write_routes(dir, &routes));
@@ -327,6 +353,83 @@ async fn the_origin_proxy_reaches_only_a_listed_origin() {
     assert!(node.logs().contains("HttpRequestDenied"), "{}", node.logs());
 }
 
+#[tokio::test]
+async fn the_kv_counter_counts_across_requests() {
+    let dir = temp_dir();
+    let node = node_with_examples(dir.path(), &Origin::start(), &[]);
+    let client = client();
+    let get = |path: &str| client.get(format!("{}{path}", node.url)).send();
+    for expected in 1..=3 {
+        let (status, body) = json(get("/count/home").await.unwrap()).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            body,
+            serde_json::json!({ "name": "home", "count": expected })
+        );
+    }
+    json(get("/count/about").await.unwrap()).await;
+    let (_, all) = json(get("/count").await.unwrap()).await;
+    assert_eq!(all, serde_json::json!({ "about": 1, "home": 3 }));
+}
+
+#[tokio::test]
+async fn the_signer_signs_with_its_secret_and_the_gateway_checks_tokens() {
+    let origin = Origin::start();
+    let dir = temp_dir();
+    let node = node_with_examples(dir.path(), &origin, &[]);
+    let client = client();
+    let (status, signed) = json(
+        client
+            .post(format!("{}/sign", node.url))
+            .body(r#"{"sub": "ada"}"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{signed}");
+    let token = signed["token"].as_str().unwrap().to_owned();
+    let verify = |token: String| {
+        client
+            .post(format!("{}/verify", node.url))
+            .body(token)
+            .send()
+    };
+    let (status, claims) = json(verify(token.clone()).await.unwrap()).await;
+    assert_eq!((status, claims["sub"].as_str()), (200, Some("ada")));
+    let mut tampered = token.clone();
+    tampered.replace_range(tampered.len() - 2.., "xx");
+    assert_eq!(verify(tampered).await.unwrap().status(), 401);
+
+    // The gateway: no token or a wrong one is a 401 that never reaches the origin.
+    let gateway = |auth: Option<&str>| {
+        let mut request = client
+            .get(format!("{}/v1/items?x=1", node.url))
+            .header("host", "gateway.test");
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        request.send()
+    };
+    for auth in [None, Some("Bearer wrong")] {
+        let response = gateway(auth).await.unwrap();
+        assert_eq!(response.status(), 401);
+        assert!(response.headers().contains_key("www-authenticate"));
+    }
+    assert!(origin.heads.lock().unwrap().is_empty());
+    let response = gateway(Some("Bearer s3cret")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "origin body");
+    let heads = origin.heads.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    let head = heads[0].to_ascii_lowercase();
+    assert!(head.starts_with("get /v1/items?x=1 http/1.1"), "{head}");
+    assert!(
+        head.contains("x-gateway: edge") && !head.contains("authorization"),
+        "{head}"
+    );
+}
+
 #[test]
 fn the_examples_unit_tests_pass_on_the_host() {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/Cargo.toml");
@@ -340,10 +443,14 @@ fn the_examples_unit_tests_pass_on_the_host() {
     all.push_str(&String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{all}");
     assert!(all.contains("sums_and_refuses_bad_bodies ... ok"), "{all}");
-    assert!(
-        all.contains("forwards_and_sets_cache_headers ... ok"),
-        "{all}"
-    );
+    for test in [
+        "forwards_and_sets_cache_headers ... ok",
+        "counts_each_name ... ok",
+        "signs_and_verifies_with_the_secret ... ok",
+        "only_the_token_passes ... ok",
+    ] {
+        assert!(all.contains(test), "{test}: {all}");
+    }
 }
 
 /// `examples/routes.toml`, what the README's first command serves, loads and answers.
@@ -361,6 +468,7 @@ async fn the_examples_routes_file_serves_every_example() {
         ("/api/greet/ada", "hello, ada"),
         ("/stream?chunks=2&delay_ms=1", "chunk 2 of 2"),
         ("/inspect", "\"method\":\"GET\""),
+        ("/count/readme", "\"count\":1"),
     ] {
         let response = client
             .get(format!("{}{path}", node.url))
@@ -384,6 +492,9 @@ fn every_example_builds_with_edge_build() {
         "origin-proxy",
         "streaming",
         "inspector",
+        "kv-counter",
+        "signer",
+        "api-gateway",
     ] {
         let out = std::process::Command::new(edge_tests::edge_cli_bin())
             .arg("build")

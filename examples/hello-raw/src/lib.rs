@@ -10,11 +10,8 @@ struct Hello;
 
 impl wasip2::exports::http::incoming_handler::Guest for Hello {
     fn handle(_request: IncomingRequest, response_out: ResponseOutparam) {
-        let headers = Fields::from_list(&[(
-            "content-type".to_string(),
-            b"text/plain".to_vec(),
-        )])
-        .unwrap();
+        let headers =
+            Fields::from_list(&[("content-type".to_string(), b"text/plain".to_vec())]).unwrap();
         let resp = OutgoingResponse::new(headers);
         let body = resp.body().unwrap();
         ResponseOutparam::set(response_out, Ok(resp));

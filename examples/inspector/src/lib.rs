@@ -8,7 +8,10 @@ fn inspect(request: Request) -> edge::Result<Response> {
         .headers()
         .iter()
         .map(|(name, value)| {
-            (name.to_string(), String::from_utf8_lossy(value.as_bytes()).into())
+            (
+                name.to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into(),
+            )
         })
         .collect();
     let method = request.method().to_string();

@@ -52,7 +52,9 @@ fn sum(request: Request) -> edge::Result<Response> {
 fn item(request: Request) -> edge::Result<Response> {
     let id = request.param("id").unwrap_or_default();
     match id.parse::<u32>() {
-        Ok(id @ 1..=1000) => edge::json(&serde_json::json!({ "id": id, "name": format!("item {id}") })),
+        Ok(id @ 1..=1000) => {
+            edge::json(&serde_json::json!({ "id": id, "name": format!("item {id}") }))
+        }
         _ => invalid(format!("id: {id:?} is not a number from 1 to 1000")),
     }
 }
@@ -79,16 +81,32 @@ mod tests {
 
     #[test]
     fn sums_and_refuses_bad_bodies() {
-        let ok = edge::http::Request::post("/api/sum").body(r#"{"numbers": [1, 2, 3.5]}"#.into()).unwrap();
-        assert_eq!(call(ok), (200, serde_json::json!({ "count": 3, "sum": 6.5 })));
-        let (status, body) = call(edge::http::Request::post("/api/sum").body("{".into()).unwrap());
+        let ok = edge::http::Request::post("/api/sum")
+            .body(r#"{"numbers": [1, 2, 3.5]}"#.into())
+            .unwrap();
+        assert_eq!(
+            call(ok),
+            (200, serde_json::json!({ "count": 3, "sum": 6.5 }))
+        );
+        let (status, body) = call(
+            edge::http::Request::post("/api/sum")
+                .body("{".into())
+                .unwrap(),
+        );
         assert_eq!(status, 400);
-        assert!(body["error"].as_str().unwrap().starts_with("body: "), "{body}");
+        assert!(
+            body["error"].as_str().unwrap().starts_with("body: "),
+            "{body}"
+        );
     }
 
     #[test]
     fn items_need_a_number() {
-        let (status, body) = call(edge::http::Request::get("/api/items/abc").body(().into()).unwrap());
+        let (status, body) = call(
+            edge::http::Request::get("/api/items/abc")
+                .body(().into())
+                .unwrap(),
+        );
         assert_eq!(status, 400);
         assert!(body["error"].as_str().unwrap().contains("\"abc\""));
     }

@@ -55,7 +55,8 @@ fn proxy(request: Request) -> edge::Result<Response> {
     headers.remove(header::SERVER);
     headers.insert(header::VIA, HeaderValue::from_static("1.1 edge"));
     if response.status() == 200 && !response.headers().contains_key(header::CACHE_CONTROL) {
-        let policy = edge::config::get("CACHE_CONTROL").unwrap_or_else(|| "public, max-age=60".into());
+        let policy =
+            edge::config::get("CACHE_CONTROL").unwrap_or_else(|| "public, max-age=60".into());
         response
             .headers_mut()
             .insert(header::CACHE_CONTROL, HeaderValue::from_str(&policy)?);
@@ -75,8 +76,13 @@ mod tests {
         edge::testing::on_fetch(|request| {
             assert_eq!(request.uri(), "http://origin.test/a?b=1");
             assert!(request.headers().get("connection").is_none());
-            assert_eq!(request.headers()["forwarded"], "host=\"edge.test\";proto=https");
-            Ok(edge::http::Response::builder().header("server", "origin/1.0").body("data".into())?)
+            assert_eq!(
+                request.headers()["forwarded"],
+                "host=\"edge.test\";proto=https"
+            );
+            Ok(edge::http::Response::builder()
+                .header("server", "origin/1.0")
+                .body("data".into())?)
         });
         let request = edge::http::Request::get("/a?b=1")
             .header("host", "edge.test")
