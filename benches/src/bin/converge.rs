@@ -10,7 +10,9 @@
 //! back one version at a time: each node fetches the component again (it keeps only those it
 //! serves) but finds its compiled code in its artifact cache. A third series purges
 //! (`PURGES`, 50, by surrogate key): the time until every node reports the purge's revision,
-//! which a node does after applying it to its cache.
+//! which a node does after applying it to its cache. A fourth series writes KV (`KV_WRITES`,
+//! 50) through a function on the first node and times until a read through the same function
+//! on every node returns the value (what Cloudflare documents as up to 60 s for Workers KV).
 
 use std::time::{Duration, Instant};
 
@@ -121,6 +123,42 @@ fn main() {
     }
     report("purge call returned to applied on all", &mut applied);
     report("purge call start to applied on all", &mut whole);
+
+    let writes = env_or("KV_WRITES", 50);
+    let probe = std::fs::read(guest("probe")).expect("the probe guest");
+    let uploaded: Uploaded = api.put("/v1/components", probe);
+    let changed: Changed = api.post(
+        "/v1/functions/kvf/versions",
+        &NewVersion {
+            digest: uploaded.digest,
+            routes: vec![Route::parse("/kvf", "kvf").unwrap()],
+            kv: vec!["bench".into()],
+            ..NewVersion::default()
+        },
+    );
+    api.converge(changed.revision, nodes);
+    println!("{nodes} nodes, {writes} KV writes through a function on one node (wasi:keyvalue set)");
+    let http = reqwest::blocking::Client::new();
+    let kv = |node: &edge_tests::NodeProcess, query: &str| -> String {
+        http.get(format!("http://{}/kvf/kv?{query}", node.addr()))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default()
+    };
+    let mut visible = Vec::new();
+    for round in 0..writes {
+        let value = format!("v{round}");
+        let written = kv(&fleet[0], &format!("op=set&key=k{round}&value={value}"));
+        assert_eq!(written, "ok", "the write failed");
+        let since = Instant::now();
+        let mut waiting: Vec<&edge_tests::NodeProcess> = fleet.iter().collect();
+        while !waiting.is_empty() {
+            waiting.retain(|node| kv(node, &format!("op=get&key=k{round}")) != value);
+            assert!(since.elapsed() < Duration::from_secs(30), "a node never saw the write");
+        }
+        visible.push(since.elapsed());
+    }
+    report("KV write answered to readable on all nodes", &mut visible);
     drop(fleet);
 }
 
