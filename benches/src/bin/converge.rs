@@ -137,7 +137,9 @@ fn main() {
         },
     );
     api.converge(changed.revision, nodes);
-    println!("{nodes} nodes, {writes} KV writes through a function on one node (wasi:keyvalue set)");
+    println!(
+        "{nodes} nodes, {writes} KV writes through a function on one node (wasi:keyvalue set)"
+    );
     let http = reqwest::blocking::Client::new();
     let kv = |node: &edge_tests::NodeProcess, query: &str| -> String {
         http.get(format!("http://{}/kvf/kv?{query}", node.addr()))
@@ -154,7 +156,10 @@ fn main() {
         let mut waiting: Vec<&edge_tests::NodeProcess> = fleet.iter().collect();
         while !waiting.is_empty() {
             waiting.retain(|node| kv(node, &format!("op=get&key=k{round}")) != value);
-            assert!(since.elapsed() < Duration::from_secs(30), "a node never saw the write");
+            assert!(
+                since.elapsed() < Duration::from_secs(30),
+                "a node never saw the write"
+            );
         }
         visible.push(since.elapsed());
     }
