@@ -117,6 +117,18 @@ struct Stored {
     keys: Box<[Box<str>]>,
     /// The function that made it.
     function: Arc<str>,
+    /// The `Age` and `Cache-Status` values of the last plain hit, for the age and ttl they
+    /// were made for: hits within the same second reuse them instead of formatting again.
+    hit_headers: Mutex<Option<HitHeaders>>,
+}
+
+/// Header values of a plain hit at one age and ttl.
+#[derive(Clone)]
+struct HitHeaders {
+    age: u64,
+    ttl: i64,
+    age_value: HeaderValue,
+    status_value: HeaderValue,
 }
 
 /// Seconds from `now` to `fresh_until`, rounded: negative once stale (RFC 9211 §2.4).
@@ -169,6 +181,51 @@ impl Stored {
 
     fn staleness(&self, now: SystemTime) -> Duration {
         now.duration_since(self.fresh_until).unwrap_or_default()
+    }
+
+    /// The answer to a plain fresh hit: as [`Self::answer`] with `hit; ttl=N`, reusing the
+    /// header values of the previous hit when its age and ttl are the same.
+    fn answer_hit(&self, head_only: bool, now: SystemTime) -> Response<ResponseBody> {
+        let age = self.policy.age(now).as_secs();
+        let ttl = self.ttl(now);
+        let memo = self
+            .hit_headers
+            .lock()
+            .ok()
+            .and_then(|memo| memo.clone())
+            .filter(|memo| memo.age == age && memo.ttl == ttl);
+        if let Some(memo) = memo {
+            let mut response = Response::new(if head_only {
+                empty()
+            } else {
+                full(self.body.clone())
+            });
+            *response.status_mut() = self.status;
+            let headers = response.headers_mut();
+            headers.clone_from(&self.headers);
+            headers.insert(header::AGE, memo.age_value);
+            headers.insert(CACHE_STATUS, memo.status_value);
+            return response;
+        }
+        let mut status = String::with_capacity(16);
+        {
+            use std::fmt::Write as _;
+            let _ = write!(status, "hit; ttl={ttl}");
+        }
+        let response = self.answer(head_only, now, &status);
+        if let (Some(age_value), Some(status_value), Ok(mut memo)) = (
+            response.headers().get(header::AGE),
+            response.headers().get(CACHE_STATUS),
+            self.hit_headers.lock(),
+        ) {
+            *memo = Some(HitHeaders {
+                age,
+                ttl,
+                age_value: age_value.clone(),
+                status_value: status_value.clone(),
+            });
+        }
+        response
     }
 
     /// The answer to a client: stored status, headers and body, with `Age` and `Cache-Status`.
@@ -357,12 +414,7 @@ impl Cache {
         if now >= stored.fresh_until {
             return None;
         }
-        let mut status = String::with_capacity(16);
-        {
-            use std::fmt::Write as _;
-            let _ = write!(status, "hit; ttl={}", stored.ttl(now));
-        }
-        Some(stored.answer(head_only, now, &status))
+        Some(stored.answer_hit(head_only, now))
     }
 
     /// Answers a GET or HEAD (`request`, with the host it was routed by) from the cache when
@@ -616,6 +668,7 @@ impl Cache {
             selected: stored.selected.clone(),
             keys: stored.keys.clone(),
             function: stored.function.clone(),
+            hit_headers: Mutex::new(None),
         });
         self.replace_variant(key, stored, updated.clone());
         Some(updated)
@@ -917,6 +970,7 @@ impl StoringBody {
             selected: pending.selected,
             keys: pending.keys,
             function: pending.function,
+            hit_headers: Mutex::new(None),
         };
         pending.cache.insert(&pending.key, stored);
         // `pending._leader` drops here: waiters find the response stored.
