@@ -185,11 +185,7 @@ impl Kv {
         let seq = match &self.backend {
             Backend::Local => self.next_seq(),
             Backend::Remote { .. } => {
-                let path = format!(
-                    "{}/{namespace}/{}",
-                    edge_wire::paths::KV,
-                    kv::key_segment(key)
-                );
+                let path = kv::key_path(namespace, key);
                 let value = value.clone();
                 self.write_remote(move |r| r.put(path).body(value))
                     .await?
@@ -209,11 +205,7 @@ impl Kv {
         let seq = match &self.backend {
             Backend::Local => self.next_seq(),
             Backend::Remote { .. } => {
-                let path = format!(
-                    "{}/{namespace}/{}",
-                    edge_wire::paths::KV,
-                    kv::key_segment(key)
-                );
+                let path = kv::key_path(namespace, key);
                 self.write_remote(move |r| r.delete(path)).await?.seq
             }
         };
@@ -236,20 +228,9 @@ impl Kv {
             Backend::Local => {
                 let mut namespaces = self.namespaces.write().unwrap_or_else(|e| e.into_inner());
                 let entries = namespaces.entry(namespace.into()).or_default();
-                let current = match entries.get(key).and_then(|e| e.value.as_ref()) {
-                    None => 0,
-                    Some(bytes) => std::str::from_utf8(bytes)
-                        .ok()
-                        .and_then(|text| text.trim().parse::<u64>().ok())
-                        .ok_or_else(|| {
-                            KvError::Invalid(format!(
-                                "KV key {key:?} does not hold a number (decimal text), so it cannot be incremented"
-                            ))
-                        })?,
-                };
-                let value = current.checked_add(delta).ok_or_else(|| {
-                    KvError::Invalid(format!("incrementing KV key {key:?} overflows"))
-                })?;
+                let current = entries.get(key).and_then(|e| e.value.as_deref());
+                let value = kv::incremented(current, delta)
+                    .map_err(|why| KvError::Invalid(format!("KV key {key:?} {why}")))?;
                 let seq = self.next_seq();
                 entries.insert(
                     key.to_owned(),
@@ -263,11 +244,7 @@ impl Kv {
                 Ok(value)
             }
             Backend::Remote { .. } => {
-                let path = format!(
-                    "{}/{namespace}/{}/increment",
-                    edge_wire::paths::KV,
-                    kv::key_segment(key)
-                );
+                let path = format!("{}/increment", kv::key_path(namespace, key));
                 let written = self
                     .write_remote(move |r| r.post(path).json(&Increment { delta }))
                     .await?;

@@ -28,6 +28,11 @@ pub fn key_segment(key: &str) -> String {
     utf8_percent_encode(key, SEGMENT).to_string()
 }
 
+/// The control plane's path for `key` in `namespace`: `/v1/kv/{namespace}/{key}`.
+pub fn key_path(namespace: &str, key: &str) -> String {
+    format!("{}/{namespace}/{}", crate::paths::KV, key_segment(key))
+}
+
 /// The key a path segment names, or `None` when it is not UTF-8.
 pub fn decode_segment(segment: &str) -> Option<String> {
     percent_decode_str(segment)
@@ -60,6 +65,24 @@ pub fn check_key(key: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// `current` (the stored value, `None` when absent, which counts as 0) plus `delta`, for an
+/// increment. The error (without the key's name, which the caller adds) says why not.
+///
+/// # Errors
+/// The stored value is not a decimal number, or the sum overflows `u64`.
+pub fn incremented(current: Option<&[u8]>, delta: u64) -> Result<u64, &'static str> {
+    let current = match current {
+        None => 0,
+        Some(bytes) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .ok_or("does not hold a number (decimal text), so it cannot be incremented")?,
+    };
+    current
+        .checked_add(delta)
+        .ok_or("cannot be incremented: the sum overflows a 64-bit unsigned number")
 }
 
 /// Why a value is refused.
@@ -189,6 +212,24 @@ mod base64_option {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn increments_add_to_decimal_text_and_refuse_the_rest() {
+        assert_eq!(super::incremented(None, 5), Ok(5));
+        assert_eq!(super::incremented(Some(b" 41\n"), 1), Ok(42));
+        assert!(
+            super::incremented(Some(b"forty"), 1)
+                .unwrap_err()
+                .contains("number")
+        );
+        assert!(super::incremented(Some(b"-1"), 1).is_err());
+        let max = u64::MAX.to_string();
+        assert!(
+            super::incremented(Some(max.as_bytes()), 1)
+                .unwrap_err()
+                .contains("overflow")
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -77,23 +77,31 @@ pub(crate) fn text(text: &'static str) -> Response<Body> {
 /// # Errors
 /// 413 over 1 MiB; 400 with serde's message (which names the field, line and column).
 pub(crate) async fn read_json<T: DeserializeOwned>(body: Incoming) -> Result<T, ApiError> {
-    let limited = http_body_util::Limited::new(body, MAX_JSON_BYTES);
-    let bytes = match limited.collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(ApiError::too_large(format!(
-                "the JSON body is larger than {MAX_JSON_BYTES} bytes"
-            )));
-        }
-        Err(e) => {
-            return Err(ApiError::bad_request(format!(
-                "the request body broke off: {e}"
-            )));
-        }
-    };
+    let bytes = read_limited(body, MAX_JSON_BYTES, || "the JSON body".to_owned()).await?;
     let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// Reads a whole body of at most `max` bytes; `what` names it in the 413.
+///
+/// # Errors
+/// 413 "{what} is larger than {max} bytes"; 400 when the body broke off.
+pub(crate) async fn read_limited(
+    body: Incoming,
+    max: usize,
+    what: impl FnOnce() -> String,
+) -> Result<Bytes, ApiError> {
+    match http_body_util::Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(format!(
+            "{} is larger than {max} bytes",
+            what()
+        ))),
+        Err(e) => Err(ApiError::bad_request(format!(
+            "the request body broke off: {e}"
+        ))),
+    }
 }
 
 /// An upload read whole, with its sha256 computed as it streamed in.

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use edge_wire::{NewVersion, Rollback, Route, SetCanary, Uploaded};
 use http::header::CONTENT_LENGTH;
 use http::{Request, Response};
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
 use super::body::{self, Body, read_json};
@@ -214,23 +213,10 @@ pub(super) async fn put_secret(
     secret: &str,
     request: Request<Incoming>,
 ) -> Answer {
-    let limit = edge_wire::MAX_SECRET_BYTES;
-    let value = match http_body_util::Limited::new(request.into_body(), limit)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(ApiError::too_large(format!(
-                "the value of secret {secret} is larger than {limit} bytes"
-            )));
-        }
-        Err(e) => {
-            return Err(ApiError::bad_request(format!(
-                "the request body broke off: {e}"
-            )));
-        }
-    };
+    let value = body::read_limited(request.into_body(), edge_wire::MAX_SECRET_BYTES, || {
+        format!("the value of secret {secret}")
+    })
+    .await?;
     let (name, secret) = (name.to_owned(), secret.to_owned());
     let changed = state
         .db(move |store| store.put_secret(&name, &secret, &value, now_ms()))

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use edge_wire::kv::{self, Batch, Increment};
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 
 use super::body::{self, Body, read_json};
@@ -73,23 +72,10 @@ pub(super) async fn put(
     request: Request<Incoming>,
 ) -> Answer {
     let key = key(segment)?;
-    let value = match http_body_util::Limited::new(request.into_body(), kv::MAX_VALUE_BYTES)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(ApiError::too_large(format!(
-                "the value for KV key {key:?} is larger than {} bytes",
-                kv::MAX_VALUE_BYTES
-            )));
-        }
-        Err(e) => {
-            return Err(ApiError::bad_request(format!(
-                "the request body broke off: {e}"
-            )));
-        }
-    };
+    let value = body::read_limited(request.into_body(), kv::MAX_VALUE_BYTES, || {
+        format!("the value for KV key {key:?}")
+    })
+    .await?;
     let namespace = namespace.to_owned();
     let written = state
         .db(move |store| store.kv_put(&namespace, &key, &value, now_ms()))

@@ -88,21 +88,16 @@ impl Store {
         check(namespace, key)?;
         let (value, seq) = self.kv_write(1, |tx, seq| {
             let current = get(tx, namespace, key)?;
-            let current = match current {
-                None => 0,
-                Some(bytes) => std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|text| text.trim().parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        Error::Invalid(format!(
-                            "KV key {key:?} in {namespace} does not hold a number (decimal text), so it cannot be incremented"
-                        ))
-                    })?,
-            };
-            let value = current.checked_add(delta).ok_or_else(|| {
-                Error::Invalid(format!("incrementing KV key {key:?} in {namespace} overflows"))
-            })?;
-            upsert(tx, namespace, key, Some(value.to_string().as_bytes()), seq, now_ms)?;
+            let value = kv::incremented(current.as_deref(), delta)
+                .map_err(|why| Error::Invalid(format!("KV key {key:?} in {namespace} {why}")))?;
+            upsert(
+                tx,
+                namespace,
+                key,
+                Some(value.to_string().as_bytes()),
+                seq,
+                now_ms,
+            )?;
             Ok(value)
         })?;
         Ok(Written {

@@ -304,11 +304,7 @@ pub(crate) async fn purge(
 fn kv_path(namespace: &str, key: &str) -> anyhow::Result<String> {
     edge_wire::kv::check_namespace(namespace).map_err(anyhow::Error::msg)?;
     edge_wire::kv::check_key(key).map_err(anyhow::Error::msg)?;
-    Ok(format!(
-        "{}/{namespace}/{}",
-        paths::KV,
-        edge_wire::kv::key_segment(key)
-    ))
+    Ok(edge_wire::kv::key_path(namespace, key))
 }
 
 /// `edge kv put`: the value from the argument or stdin.
