@@ -625,6 +625,11 @@ fn engine_config(config: &EngineConfig) -> Config {
         .table_keep_resident(TABLE_KEEP_RESIDENT);
     // What the code looks like is shared with the control plane, which precompiles for nodes.
     let mut cfg = edge_engine::config();
+    // `EDGE_PERF_MAP=1`: name the functions' machine code in /tmp/perf-PID.map, so `perf
+    // report` shows guest functions instead of addresses (docs/operations.md).
+    if std::env::var_os("EDGE_PERF_MAP").is_some_and(|v| v != "0") {
+        cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     cfg.allocation_strategy(match config.allocator {
         Allocator::Pooling => InstanceAllocationStrategy::Pooling(pool),
         Allocator::OnDemand => InstanceAllocationStrategy::OnDemand,
