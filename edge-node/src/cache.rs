@@ -122,14 +122,17 @@ struct Stored {
     hit_headers: Mutex<Option<HitHeaders>>,
 }
 
-/// Header values of a plain hit at one age and ttl.
-#[derive(Clone)]
+/// The headers of a plain hit at one age and ttl: the stored ones, `Age`, `Cache-Status`, and
+/// an empty `x-request-id` that the request path fills in (so no header is added to the map
+/// afterwards, which would grow it).
 struct HitHeaders {
     age: u64,
     ttl: i64,
-    age_value: HeaderValue,
-    status_value: HeaderValue,
+    headers: HeaderMap,
 }
+
+/// Placeholder of the request id in [`HitHeaders`].
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Seconds from `now` to `fresh_until`, rounded: negative once stale (RFC 9211 §2.4).
 fn ttl(fresh_until: SystemTime, now: SystemTime) -> i64 {
@@ -188,23 +191,19 @@ impl Stored {
     fn answer_hit(&self, head_only: bool, now: SystemTime) -> Response<ResponseBody> {
         let age = self.policy.age(now).as_secs();
         let ttl = self.ttl(now);
-        let memo = self
-            .hit_headers
-            .lock()
-            .ok()
-            .and_then(|memo| memo.clone())
-            .filter(|memo| memo.age == age && memo.ttl == ttl);
-        if let Some(memo) = memo {
+        let memo = self.hit_headers.lock().ok().and_then(|memo| {
+            memo.as_ref()
+                .filter(|memo| memo.age == age && memo.ttl == ttl)
+                .map(|memo| memo.headers.clone())
+        });
+        if let Some(headers) = memo {
             let mut response = Response::new(if head_only {
                 empty()
             } else {
                 full(self.body.clone())
             });
             *response.status_mut() = self.status;
-            let headers = response.headers_mut();
-            headers.clone_from(&self.headers);
-            headers.insert(header::AGE, memo.age_value);
-            headers.insert(CACHE_STATUS, memo.status_value);
+            *response.headers_mut() = headers;
             return response;
         }
         let mut status = String::with_capacity(16);
@@ -213,17 +212,10 @@ impl Stored {
             let _ = write!(status, "hit; ttl={ttl}");
         }
         let response = self.answer(head_only, now, &status);
-        if let (Some(age_value), Some(status_value), Ok(mut memo)) = (
-            response.headers().get(header::AGE),
-            response.headers().get(CACHE_STATUS),
-            self.hit_headers.lock(),
-        ) {
-            *memo = Some(HitHeaders {
-                age,
-                ttl,
-                age_value: age_value.clone(),
-                status_value: status_value.clone(),
-            });
+        if let Ok(mut memo) = self.hit_headers.lock() {
+            let mut headers = response.headers().clone();
+            headers.insert(X_REQUEST_ID, HeaderValue::from_static(""));
+            *memo = Some(HitHeaders { age, ttl, headers });
         }
         response
     }

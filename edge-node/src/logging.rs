@@ -162,7 +162,8 @@ pub(crate) struct AccessRecord<'a> {
     pub(crate) instantiate_us: Option<u64>,
     pub(crate) bytes: u64,
     pub(crate) complete: bool,
-    pub(crate) remote: std::net::SocketAddr,
+    /// The client's address, as text.
+    pub(crate) remote: &'a str,
 }
 
 impl AccessRecord<'_> {
@@ -196,40 +197,44 @@ impl AccessRecord<'_> {
     }
 
     fn write_json(&self, out: &mut Vec<u8>) {
-        let timestamp = humantime::format_rfc3339_micros(std::time::SystemTime::now());
-        let _ = write!(
-            out,
-            r#"{{"timestamp":"{timestamp}","level":"INFO","request_id":"#
-        );
-        json_str(out, self.request_id);
+        out.extend_from_slice(br#"{"timestamp":""#);
+        timestamp(out);
+        out.extend_from_slice(br#"","level":"INFO","request_id":"#);
+        plain_str(out, self.request_id);
         out.extend_from_slice(br#","method":"#);
-        json_str(out, self.method);
+        plain_str(out, self.method);
         out.extend_from_slice(br#","host":"#);
         json_str(out, self.host);
         out.extend_from_slice(br#","path":"#);
         json_str(out, self.path);
-        let _ = write!(
-            out,
-            r#","version":"{}","status":{},"function":"#,
-            self.version, self.status
-        );
-        json_str(out, self.function);
-        let _ = write!(out, r#","duration_us":{}"#, self.duration_us);
+        out.extend_from_slice(br#","version":""#);
+        out.extend_from_slice(self.version.as_bytes());
+        out.extend_from_slice(br#"","status":"#);
+        number(out, self.status);
+        out.extend_from_slice(br#","function":"#);
+        plain_str(out, self.function);
+        out.extend_from_slice(br#","duration_us":"#);
+        number(out, self.duration_us);
         if let Some(us) = self.instantiate_us {
-            let _ = write!(out, r#","instantiate_us":{us}"#);
+            out.extend_from_slice(br#","instantiate_us":"#);
+            number(out, us);
         }
-        let _ = writeln!(
-            out,
-            r#","bytes":{},"complete":{},"remote":"{}","target":"edge_node::access"}}"#,
-            self.bytes, self.complete, self.remote
-        );
+        out.extend_from_slice(br#","bytes":"#);
+        number(out, self.bytes);
+        out.extend_from_slice(if self.complete {
+            br#","complete":true,"remote":"#
+        } else {
+            br#","complete":false,"remote":"#
+        });
+        plain_str(out, self.remote);
+        out.extend_from_slice(b",\"target\":\"edge_node::access\"}\n");
     }
 
     fn write_pretty(&self, out: &mut Vec<u8>) {
-        let timestamp = humantime::format_rfc3339_micros(std::time::SystemTime::now());
+        timestamp(out);
         let _ = write!(
             out,
-            "{timestamp}  INFO edge_node::access: {} {}{} {} {} function={} duration_us={}",
+            "  INFO edge_node::access: {} {}{} {} {} function={} duration_us={}",
             self.method,
             self.host,
             self.path.escape_debug(),
@@ -251,8 +256,69 @@ impl AccessRecord<'_> {
 
 /// `value` as a JSON string, quotes included.
 fn json_str(out: &mut Vec<u8>, value: &str) {
-    // serde_json's escaper: correct for every control character and quote.
-    let _ = serde_json::to_writer(&mut *out, value);
+    if value
+        .bytes()
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f)
+    {
+        // Nothing to escape: the usual case (ids, methods, hosts, most paths).
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+    } else {
+        // serde_json's escaper: correct for every control character and quote.
+        let _ = serde_json::to_writer(&mut *out, value);
+    }
+}
+
+/// `value` as a JSON string, for values that never need escaping: request ids (token
+/// characters), methods (tokens), function names (`a-z0-9-`) and socket addresses; checked in
+/// debug builds.
+fn plain_str(out: &mut Vec<u8>, value: &str) {
+    debug_assert!(
+        !value
+            .bytes()
+            .any(|b| b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f),
+        "{value:?} needs escaping"
+    );
+    out.push(b'"');
+    out.extend_from_slice(value.as_bytes());
+    out.push(b'"');
+}
+
+/// `n` in decimal.
+fn number(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Now as RFC 3339 with microseconds (`2026-11-24T03:31:41.313678Z`), the format tracing's
+/// JSON lines use. The date and time up to the second are formatted once per second (per
+/// thread); only the microseconds are written per line.
+fn timestamp(out: &mut Vec<u8>) {
+    use std::cell::RefCell;
+    use std::time::{SystemTime, UNIX_EPOCH};
+    thread_local! {
+        static SECOND: RefCell<(u64, [u8; 20])> = const { RefCell::new((u64::MAX, [0; 20])) };
+    }
+    let now = SystemTime::now();
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let (secs, micros) = (since.as_secs(), since.subsec_micros());
+    SECOND.with_borrow_mut(|(second, prefix)| {
+        if *second != secs {
+            // `YYYY-MM-DDTHH:MM:SSZ`: keep all but the `Z`, then a point.
+            let whole = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs))
+                .to_string();
+            prefix[..19].copy_from_slice(&whole.as_bytes()[..19]);
+            prefix[19] = b'.';
+            *second = secs;
+        }
+        out.extend_from_slice(&prefix[..]);
+    });
+    let mut digits = *b"000000";
+    let mut buffer = itoa::Buffer::new();
+    let formatted = buffer.format(micros).as_bytes();
+    digits[6 - formatted.len()..].copy_from_slice(formatted);
+    out.extend_from_slice(&digits);
+    out.push(b'Z');
 }
 
 #[cfg(test)]
@@ -273,7 +339,7 @@ mod tests {
             instantiate_us: Some(3),
             bytes: 20,
             complete: true,
-            remote: "127.0.0.1:9".parse().unwrap(),
+            remote: "127.0.0.1:9",
         };
         let mut line = Vec::new();
         record.write_json(&mut line);
@@ -284,6 +350,15 @@ mod tests {
         assert_eq!(value["status"], 200);
         assert_eq!(value["instantiate_us"], 3);
         assert_eq!(value["target"], "edge_node::access");
+        assert_eq!(value["remote"], "127.0.0.1:9");
+        assert_eq!(value["complete"], true);
+        let stamp = value["timestamp"].as_str().unwrap();
+        let parsed = humantime::parse_rfc3339(stamp).unwrap();
+        let off = std::time::SystemTime::now()
+            .duration_since(parsed)
+            .unwrap_or_default();
+        assert!(off < Duration::from_secs(60), "{stamp}");
+        assert_eq!(stamp.len(), "2026-11-24T03:31:41.313678Z".len(), "{stamp}");
         let mut pretty = Vec::new();
         record.write_pretty(&mut pretty);
         assert!(
@@ -291,5 +366,22 @@ mod tests {
                 .unwrap()
                 .contains("GET h\"ost/a\\\\b\\n HTTP/1.1 200")
         );
+    }
+
+    #[test]
+    fn plain_strings_and_small_microseconds_are_written_as_json() {
+        for value in ["", "/plain/path?q=1", "caf\u{e9}", "tab\there", "del\u{7f}"] {
+            let mut out = Vec::new();
+            json_str(&mut out, value);
+            let back: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, value);
+        }
+        // Two lines in the same second share the cached prefix and stay well-formed.
+        for _ in 0..2 {
+            let mut out = Vec::new();
+            timestamp(&mut out);
+            let text = String::from_utf8(out).unwrap();
+            humantime::parse_rfc3339(&text).unwrap();
+        }
     }
 }

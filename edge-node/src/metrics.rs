@@ -154,6 +154,7 @@ impl Metrics {
             time_kills,
             memory_kills,
             in_use,
+            ok: Arc::default(),
         }
     }
 
@@ -172,6 +173,28 @@ impl Metrics {
                 function: function.clone(),
                 status,
                 version,
+            })
+            .inc();
+    }
+
+    /// Counts one answered request of `function`: a 200's counter is looked up once per
+    /// function and HTTP version, then kept with the function's handles.
+    pub fn function_request(&self, function: &FunctionMetrics, status: u16, version: &'static str) {
+        let slot = match (status, version) {
+            (200, "HTTP/1.1") => 0,
+            (200, "HTTP/2") => 1,
+            (200, "HTTP/3") => 2,
+            _ => return self.request(&function.name, status, version),
+        };
+        function.ok[slot]
+            .get_or_init(|| {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        function: function.name.clone(),
+                        status,
+                        version,
+                    })
+                    .clone()
             })
             .inc();
     }
@@ -202,4 +225,6 @@ pub struct FunctionMetrics {
     pub memory_kills: Counter,
     /// Instances running now.
     pub in_use: Gauge,
+    /// `edge_requests_total` for status 200 over HTTP/1.1, HTTP/2 and HTTP/3, once used.
+    ok: Arc<[std::sync::OnceLock<Counter>; 3]>,
 }

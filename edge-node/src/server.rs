@@ -133,7 +133,6 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
-    let remote = client.remote;
     let started = Instant::now();
     let request_id = request_id(request.headers());
     let host = request
@@ -147,13 +146,14 @@ where
         })
         .unwrap_or("")
         .to_owned();
-    let mut log = AccessLog {
+    // Boxed: the log travels with the response body, which hyper moves several times.
+    let mut log = Box::new(AccessLog {
         request_id: request_id.clone(),
         method: request.method().clone(),
         path: request.uri().path().to_owned(),
         version: request.version(),
         host,
-        remote,
+        remote: client.text.clone(),
         function: None,
         origin: None,
         status: 0,
@@ -161,8 +161,9 @@ where
         started,
         bytes: 0,
         complete: false,
+        expected: None,
         state: state.clone(),
-    };
+    });
     let target = state.routes.load().lookup(&log.host, &log.path).cloned();
     let result = match target {
         None if log.host.is_empty() => Err(RequestError::BadRequest(
@@ -199,7 +200,8 @@ where
                 }
                 _ => None,
             };
-            if function.is_some() {
+            // Only a function reads the client's headers: none on a hit.
+            if function.is_some() && hit.is_none() {
                 client.set_headers(request.headers_mut(), log.version);
             }
             match (hit, cache_key) {
@@ -262,9 +264,11 @@ where
         }
     };
     let mut response = result.unwrap_or_else(|err| err.into_response(&request_id));
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(X_REQUEST_ID, value);
-    }
+    match HeaderValue::from_str(&request_id) {
+        Ok(value) => response.headers_mut().insert(X_REQUEST_ID, value),
+        // A cache hit carries an empty one to fill in.
+        Err(_) => response.headers_mut().remove(X_REQUEST_ID),
+    };
     if let Some(alt_svc) = &state.alt_svc
         && log.version != http::Version::HTTP_3
     {
@@ -273,6 +277,16 @@ where
             .insert(http::header::ALT_SVC, alt_svc.clone());
     }
     log.status = response.status().as_u16();
+    // hyper stops reading a body once its declared length is sent, before the body says it
+    // has ended; HEAD, 204 and 304 answers send none of theirs.
+    log.expected = if log.method == Method::HEAD || matches!(log.status, 204 | 304) {
+        Some(0)
+    } else {
+        response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+    };
     response.map(|body| AccessLogBody { body, log })
 }
 
@@ -331,15 +345,19 @@ pub const TLS: &str = "edge-tls";
 /// made once per connection.
 pub(crate) struct Client {
     remote: SocketAddr,
+    /// `remote` as text, for the access log.
+    text: Arc<str>,
     addr: Option<HeaderValue>,
     tls: Option<HeaderValue>,
 }
 
 impl Client {
     pub(crate) fn new(peer: Peer) -> Self {
+        let text: Arc<str> = peer.remote.to_string().into();
         Self {
             remote: peer.remote,
-            addr: HeaderValue::from_str(&peer.remote.to_string()).ok(),
+            addr: HeaderValue::from_str(&text).ok(),
+            text,
             tls: peer.tls.map(HeaderValue::from_static),
         }
     }
@@ -405,7 +423,7 @@ struct AccessLog {
     host: String,
     path: String,
     version: http::Version,
-    remote: SocketAddr,
+    remote: Arc<str>,
     function: Option<Arc<Function>>,
     /// `origin:HOST` for an origin route.
     origin: Option<Arc<str>>,
@@ -414,22 +432,30 @@ struct AccessLog {
     started: Instant,
     bytes: u64,
     complete: bool,
+    /// The body's length as the answer declared it: all of it sent is complete.
+    expected: Option<u64>,
     state: Arc<State>,
 }
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
+        let version = version_str(self.version);
         let function = match &self.function {
             Some(function) => {
-                function.metrics().duration.observe(elapsed.as_secs_f64());
+                let metrics = function.metrics();
+                metrics.duration.observe(elapsed.as_secs_f64());
+                self.state
+                    .metrics
+                    .function_request(metrics, self.status, version);
                 function.name()
             }
-            None => self.origin.as_ref().unwrap_or(&self.state.no_function),
+            None => {
+                let name = self.origin.as_ref().unwrap_or(&self.state.no_function);
+                self.state.metrics.request(name, self.status, version);
+                name
+            }
         };
-        self.state
-            .metrics
-            .request(function, self.status, version_str(self.version));
         if !tracing::enabled!(target: "edge_node::access", tracing::Level::INFO) {
             return;
         }
@@ -438,14 +464,14 @@ impl Drop for AccessLog {
             method: self.method.as_str(),
             host: &self.host,
             path: &self.path,
-            version: version_str(self.version),
+            version,
             status: self.status,
             function,
             duration_us: elapsed.as_micros() as u64,
             instantiate_us: self.instantiate.map(|d| d.as_micros() as u64),
             bytes: self.bytes,
-            complete: self.complete,
-            remote: self.remote,
+            complete: self.complete || self.expected == Some(self.bytes),
+            remote: &self.remote,
         }
         .emit();
     }
@@ -466,7 +492,7 @@ fn version_str(version: http::Version) -> &'static str {
 /// is when the body is finished or the client went away.
 pub(crate) struct AccessLogBody {
     body: ResponseBody,
-    log: AccessLog,
+    log: Box<AccessLog>,
 }
 
 impl Body for AccessLogBody {

@@ -52,6 +52,30 @@ async fn guest_output_and_the_access_log_carry_the_request_id() {
     }
 }
 
+/// hyper stops reading a body once its declared length is out, before the body reports its
+/// end: such answers, and HEAD answers, are still logged as complete.
+#[tokio::test]
+async fn answers_with_a_declared_length_and_head_answers_are_logged_complete() {
+    let node = NodeBuilder::default().component(&guest("hello")).start();
+    for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+        let response = client()
+            .request(method.clone(), &node.url)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().contains_key("content-length"));
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let access = node
+            .wait_for_log(&["edge_node::access", &id], Duration::from_secs(5))
+            .expect("the access log line");
+        assert!(access.contains(r#""complete":true"#), "{method}: {access}");
+    }
+}
+
 #[tokio::test]
 async fn a_sane_client_request_id_is_kept_and_a_wild_one_replaced() {
     let node = NodeBuilder::default().component(&guest("hello")).start();
