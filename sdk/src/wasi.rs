@@ -55,9 +55,10 @@ fn request(incoming: IncomingRequest) -> Result<Request, String> {
     let mut map = http::HeaderMap::with_capacity(entries.len() + 1);
     let mut version = http::Version::HTTP_11;
     for (name, value) in entries {
+        // The value's bytes move into the header as they are: no copy.
         let (Ok(name), Ok(value)) = (
             http::HeaderName::from_bytes(name.as_bytes()),
-            http::HeaderValue::from_bytes(&value),
+            http::HeaderValue::from_maybe_shared(bytes::Bytes::from(value)),
         ) else {
             return Err(format!("bad header {name:?}"));
         };
