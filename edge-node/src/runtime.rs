@@ -734,18 +734,27 @@ fn record_failure(function: &Function, label: &RequestLabel, err: &RequestError)
     );
 }
 
+/// How long the rest of a request body the function left unread may take to arrive before
+/// the node gives up on the connection (see [`LimitedBody`]'s `Drop`).
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
 /// A request body that fails once more than `limit` bytes have passed, and says so.
-struct LimitedBody<B> {
-    inner: B,
+///
+/// Dropped unread (a function that ignores the body of a POST, say), it reads and discards
+/// the rest, up to the same limit and for at most [`DRAIN_TIME`], as nginx does: otherwise
+/// HTTP/1.1 would close the connection after the response without a `connection: close`,
+/// and a client that sends its next request on it sees that request fail.
+struct LimitedBody<B: Body + Send + Unpin + 'static> {
+    inner: Option<B>,
     remaining: u64,
     limit: u64,
     exceeded: Arc<AtomicBool>,
 }
 
-impl<B> LimitedBody<B> {
+impl<B: Body + Send + Unpin + 'static> LimitedBody<B> {
     fn new(inner: B, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             remaining: limit,
             limit,
             exceeded,
@@ -753,9 +762,37 @@ impl<B> LimitedBody<B> {
     }
 }
 
+impl<B: Body + Send + Unpin + 'static> Drop for LimitedBody<B> {
+    fn drop(&mut self) {
+        let Some(mut inner) = self.inner.take() else {
+            return;
+        };
+        if inner.is_end_stream() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut allowed = self.remaining;
+        runtime.spawn(tokio::time::timeout(DRAIN_TIME, async move {
+            use http_body_util::BodyExt as _;
+            while let Some(Ok(frame)) = inner.frame().await {
+                let len = frame
+                    .data_ref()
+                    .map_or(0, |data| bytes::Buf::remaining(data) as u64);
+                // Past the limit: drop it, and the connection with it.
+                let Some(left) = allowed.checked_sub(len) else {
+                    return;
+                };
+                allowed = left;
+            }
+        }));
+    }
+}
+
 impl<B> Body for LimitedBody<B>
 where
-    B: Body<Data = Bytes> + Unpin,
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     type Data = Bytes;
@@ -766,7 +803,10 @@ where
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         let this = self.get_mut();
-        let frame = match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return std::task::Poll::Ready(None);
+        };
+        let frame = match std::pin::Pin::new(inner).poll_frame(cx) {
             std::task::Poll::Ready(Some(Ok(frame))) => frame,
             std::task::Poll::Ready(Some(Err(e))) => {
                 return std::task::Poll::Ready(Some(Err(e.into())));
@@ -789,10 +829,12 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+        self.inner
+            .as_ref()
+            .map_or_else(|| http_body::SizeHint::with_exact(0), Body::size_hint)
     }
 }
