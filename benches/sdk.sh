@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # What a function's language and SDK cost: the hello example built with the SDK
-# (examples/hello) against the same function on the raw wasi:http bindings
-# (examples/hello-raw), and with JS=path/to/component.wasm a JavaScript function too (the
+# (examples/hello, `fn hello() -> Response`) against the same function on the raw wasi:http
+# bindings (examples/hello-raw), the same hello taking the request it ignores
+# (`fn hello(_: Request)`, built here into target/bench-sdk-request: the SDK then reads the
+# request from the node, as most functions need), and with JS=path/to/component.wasm a
+# JavaScript function too (the
 # `edge new --lang js` template, built with `edge build`), served by one release edge-node
 # build, alternating, under wrk. Prints req/s and p99 per run, medians and their ratios, each
 # component's size, and the time the node took to compile it (Cranelift, no cache).
@@ -22,6 +25,39 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release -p edge-node --manifest-path "$ROOT/Cargo.toml" >&2
 fi
 WASM=$ROOT/examples/target/wasm32-wasip2/release
+# The hello that takes the request: a crate of its own, generated, so that no example exists
+# only for this.
+REQ=$ROOT/target/bench-sdk-request
+REQ_WASM=$REQ/target/wasm32-wasip2/release/hello_request.wasm
+if [ "${SKIP_BUILD:-0}" != 1 ] || [ ! -f "$REQ_WASM" ]; then
+    mkdir -p "$REQ/src"
+    cat >"$REQ/Cargo.toml" <<EOF
+[package]
+name = "hello-request"
+version = "0.0.0"
+edition = "2024"
+publish = false
+[lib]
+crate-type = ["cdylib"]
+[dependencies]
+edge-sdk = { path = "$ROOT/sdk" }
+[profile.release]
+strip = true
+lto = true
+codegen-units = 1
+[workspace]
+EOF
+    cat >"$REQ/src/lib.rs" <<'EOF'
+use edge::{Request, Response};
+
+fn hello(_request: Request) -> Response {
+    edge::text("hello from the edge\n")
+}
+
+edge::export!(hello);
+EOF
+    cargo build --release --target wasm32-wasip2 --manifest-path "$REQ/Cargo.toml" >&2
+fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/edge-sdk.XXXXXX")
 PID=
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$WORK"; }
@@ -51,8 +87,8 @@ run() { # component -> "req/s p99_ms"
     echo "$rps $p99 $compile"
 }
 
-NAMES=(raw sdk)
-declare -A FILE=([raw]=$WASM/hello_raw.wasm [sdk]=$WASM/hello.wasm)
+NAMES=(raw sdk req)
+declare -A FILE=([raw]=$WASM/hello_raw.wasm [sdk]=$WASM/hello.wasm [req]=$REQ_WASM)
 if [ -n "${JS:-}" ]; then NAMES+=(js); FILE[js]=$JS; fi
 declare -A RPS COMPILE
 for round in $(seq "$ROUNDS"); do

@@ -157,13 +157,22 @@ impl Body {
         }
     }
 
+    /// The bytes, for a body that is bytes in memory; the body itself otherwise.
+    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+    pub(crate) fn into_bytes_in_memory(self) -> std::result::Result<Vec<u8>, Self> {
+        match self.kind {
+            Kind::Bytes(bytes) => Ok(bytes),
+            kind => Err(Self { kind }),
+        }
+    }
+
     /// Writes the whole body to `out` (the host's stream, where every write is a host call):
     /// bytes at once, a stream through a stack buffer, a writer's small writes gathered until
     /// it flushes.
     pub(crate) fn write_to(self, out: &mut impl Write) -> io::Result<()> {
         match self.kind {
             Kind::Bytes(bytes) => out.write_all(&bytes),
-            Kind::Stream(mut reader) => io::copy(&mut reader, out).map(drop),
+            Kind::Stream(reader) => copy(reader, out),
             Kind::Writer(produce) => {
                 let mut buffered = io::BufWriter::with_capacity(WRITER_BUFFER, &mut *out);
                 produce(&mut buffered)?;
@@ -172,6 +181,14 @@ impl Body {
         }
         .and_then(|()| out.flush())
     }
+}
+
+/// `io::copy`, kept out of line: its 8 KiB stack buffer would otherwise sit in the frame of
+/// every response's writer, pushing the rest of the stack two pages deeper, and every page a
+/// request touches is a page the node resets after it (benches/README.md).
+#[inline(never)]
+fn copy(mut reader: Box<dyn Read>, out: &mut impl Write) -> io::Result<()> {
+    io::copy(&mut reader, out).map(drop)
 }
 
 struct Failed(Option<io::Error>);

@@ -23,7 +23,7 @@
 
 use std::cell::RefCell;
 
-use crate::{IntoResult, Request, Response, Result};
+use crate::{Handler, Request, Response, Result};
 
 type FetchFn = Box<dyn Fn(Request) -> Result<Response>>;
 
@@ -38,8 +38,8 @@ thread_local! {
 }
 
 /// Runs `handler` on `request` as a node would: its response, or a 500 for its error.
-pub fn call<R: IntoResult>(handler: impl FnOnce(Request) -> R, request: Request) -> Response {
-    crate::run(handler, request)
+pub fn call<Args>(handler: impl Handler<Args>, request: Request) -> Response {
+    handler.call(request)
 }
 
 /// Answers [`fetch`](crate::fetch) on this thread with `origin` (on the host, `fetch` has no

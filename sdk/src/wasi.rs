@@ -8,28 +8,26 @@ use wasip2::http::types::{
     ErrorCode, Fields, IncomingBody, IncomingRequest, Method, OutgoingBody, OutgoingResponse,
     ResponseOutparam, Scheme,
 };
-use wasip2::io::streams::InputStream;
+use wasip2::io::streams::{InputStream, OutputStream};
 
 use crate::log::{Level, emit};
 use crate::router::headers;
-use crate::{Body, IntoResult, Request, Response};
+use crate::{Body, Handler, Request, Response, Source};
 
-/// The component's `incoming-handler.handle`: builds the [`Request`], runs `handler`, sends
-/// the response headers, then writes the body.
-pub fn serve<R: IntoResult>(
+/// The component's `incoming-handler.handle`: runs `handler` (which reads the request from
+/// `incoming` if it takes one), sends the response headers, then writes the body.
+pub fn serve<Args>(
     incoming: IncomingRequest,
     response_out: ResponseOutparam,
-    handler: impl FnOnce(Request) -> R,
+    handler: impl Handler<Args>,
 ) {
-    let request = match request(incoming) {
-        Ok(request) => request,
-        Err(why) => {
-            emit(Level::Error, format_args!("cannot read the request: {why}"));
-            ResponseOutparam::set(response_out, Err(ErrorCode::HttpRequestDenied));
-            return;
-        }
-    };
-    respond(response_out, crate::run(handler, request));
+    respond(response_out, handler.call(incoming));
+}
+
+impl Source for IncomingRequest {
+    fn into_request(self) -> Result<Request, String> {
+        request(self)
+    }
 }
 
 fn request(incoming: IncomingRequest) -> Result<Request, String> {
@@ -88,13 +86,15 @@ fn request(incoming: IncomingRequest) -> Result<Request, String> {
 }
 
 fn respond(response_out: ResponseOutparam, response: Response) {
-    let (mut parts, body) = response.into_parts();
+    let (parts, body) = response.into_parts();
     let status = parts.status.as_u16();
     // 204 and 304 carry no body, so no length either.
-    if status != 204 && status != 304 {
-        declare_length(&mut parts.headers, &body);
-    }
-    let fields = to_fields(&parts.headers);
+    let length = if status == 204 || status == 304 {
+        None
+    } else {
+        length(&parts.headers, &body)
+    };
+    let fields = to_fields(&parts.headers, length);
     let outgoing = OutgoingResponse::new(fields);
     if status != 200 {
         // 200 is a new response's status already.
@@ -107,7 +107,11 @@ fn respond(response_out: ResponseOutparam, response: Response) {
     let Ok(mut stream) = outgoing_body.write() else {
         unreachable!("a new body has its stream")
     };
-    let written = body.write_to(&mut stream);
+    let written = match body.into_bytes_in_memory() {
+        Ok(bytes) if bytes.len() <= WRITE_AND_FLUSH_MAX => write_small(&stream, &bytes),
+        Ok(bytes) => Body::from(bytes).write_to(&mut stream),
+        Err(body) => body.write_to(&mut stream),
+    };
     drop(stream);
     match written {
         Ok(()) => {
@@ -123,38 +127,63 @@ fn respond(response_out: ResponseOutparam, response: Response) {
     }
 }
 
-/// Sets `content-length` for a body whose length is known (bytes in memory), unless the
-/// handler set one.
-fn declare_length(headers: &mut http::HeaderMap, body: &Body) {
-    if let Some(len) = body.len_hint()
-        && len > 0
-        && !headers.contains_key(CONTENT_LENGTH)
-    {
-        headers.insert(CONTENT_LENGTH, http::HeaderValue::from(len));
-    }
+/// The most bytes one `blocking-write-and-flush` takes.
+const WRITE_AND_FLUSH_MAX: usize = 4096;
+
+/// Writes a small body held in memory with one host call, where `io::Write` makes three
+/// (check, write, flush); larger ones go through `io::Write`, which the host lets write more
+/// at once.
+fn write_small(stream: &OutputStream, bytes: &[u8]) -> io::Result<()> {
+    stream
+        .blocking_write_and_flush(bytes)
+        .map_err(|e| io::Error::other(format!("{e:?}")))
 }
 
-/// Headers as wasi fields; a header wasi:http forbids (`connection`, `transfer-encoding`,
-/// ...) is left out and logged: the node manages those itself.
-fn to_fields(map: &http::HeaderMap) -> Fields {
+/// The `content-length` to declare: a body's whose length is known (bytes in memory), unless
+/// the handler set one.
+fn length(headers: &http::HeaderMap, body: &Body) -> Option<u64> {
+    body.len_hint()
+        .filter(|&len| len > 0 && !headers.contains_key(CONTENT_LENGTH))
+}
+
+/// Headers, and `length` as `content-length`, as wasi fields; a header wasi:http forbids
+/// (`connection`, `transfer-encoding`, ...) is left out and logged: the node manages those
+/// itself.
+fn to_fields(map: &http::HeaderMap, length: Option<u64>) -> Fields {
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::with_capacity(map.len() + 1);
+    entries.extend(
+        map.iter()
+            .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec())),
+    );
+    if let Some(length) = length {
+        entries.push((
+            CONTENT_LENGTH.as_str().to_owned(),
+            length.to_string().into_bytes(),
+        ));
+    }
     // One host call for the usual case.
-    let entries: Vec<(String, Vec<u8>)> = map
-        .iter()
-        .map(|(name, value)| (name.as_str().to_owned(), value.as_bytes().to_vec()))
-        .collect();
     if let Ok(fields) = Fields::from_list(&entries) {
         return fields;
     }
-    let fields = Fields::new();
-    for (name, value) in map {
-        if let Err(e) = fields.append(name.as_str(), value.as_bytes()) {
-            emit(
+    // Find the headers the host refuses, one by one. Only `from-list` again: every other
+    // import a component has costs each of its instantiations, that is every request.
+    let mut accepted = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match Fields::from_list(std::slice::from_ref(&entry)) {
+            Ok(_) => accepted.push(entry),
+            Err(e) => emit(
                 Level::Warn,
-                format_args!("header {name} left out ({e:?}): the node sets it"),
-            );
+                format_args!("header {} left out ({e:?}): the node sets it", entry.0),
+            ),
         }
     }
-    fields
+    Fields::from_list(&accepted).unwrap_or_else(|e| {
+        emit(
+            Level::Warn,
+            format_args!("response headers left out ({e:?})"),
+        );
+        Fields::from_list(&[]).unwrap_or_else(|_| unreachable!("no headers are always valid"))
+    })
 }
 
 /// A body arriving from the node: its stream, then the body resource, then the request or
@@ -250,9 +279,8 @@ pub(crate) fn fetch(request: Request) -> crate::Result<Response> {
 
     let uri = request.uri().clone();
     let failed = |what: String| -> crate::Error { format!("fetch {uri}: {what}").into() };
-    let (mut parts, body) = request.into_parts();
-    declare_length(&mut parts.headers, &body);
-    let fields = to_fields(&parts.headers);
+    let (parts, body) = request.into_parts();
+    let fields = to_fields(&parts.headers, length(&parts.headers, &body));
     let outgoing = OutgoingRequest::new(fields);
     let scheme = match uri.scheme_str() {
         Some("https") => Scheme::Https,

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use edge_tests::{NodeBuilder, NodeProcess, guest, temp_dir, write_routes};
 
-use crate::{client, get};
+use crate::{client, get, request_id};
 
 /// The probe at `/`, with `limits` (TOML inline-table fields) on it.
 fn probe_with(limits: &str, extra: &[&str]) -> (tempfile::TempDir, NodeProcess) {
@@ -41,10 +41,7 @@ async fn a_trap_is_500_with_the_request_id_and_no_internals() {
             .await
             .unwrap();
         assert_eq!(response.status(), 500);
-        let id = response.headers()["x-request-id"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let id = request_id(&response);
         let body = response.text().await.unwrap();
         assert!(body.contains(&format!("request id: {id}")), "{body}");
         for internal in ["unreachable", "wasm", "backtrace", "panic"] {

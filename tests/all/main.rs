@@ -15,6 +15,7 @@ mod observability;
 mod origin;
 mod outbound;
 mod routing;
+mod sdk;
 mod serve;
 mod shutdown;
 
@@ -27,6 +28,14 @@ fn client() -> reqwest::Client {
         .http1_only()
         .build()
         .unwrap()
+}
+
+/// The `x-request-id` the node gave `response`.
+fn request_id(response: &reqwest::Response) -> String {
+    response.headers()["x-request-id"]
+        .to_str()
+        .expect("an ASCII request id")
+        .to_owned()
 }
 
 /// GETs `url`, returning status and body text.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use edge_tests::{NodeBuilder, guest};
 
-use crate::{client, get};
+use crate::{client, get, request_id};
 
 #[tokio::test]
 async fn guest_output_and_the_access_log_carry_the_request_id() {
@@ -16,10 +16,7 @@ async fn guest_output_and_the_access_log_carry_the_request_id() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let id = request_id(&response);
     assert_eq!(id.len(), 32, "{id}");
     let timeout = Duration::from_secs(5);
     let stdout = node
@@ -65,10 +62,7 @@ async fn answers_with_a_declared_length_and_head_answers_are_logged_complete() {
             .unwrap();
         assert_eq!(response.status(), 200);
         assert!(response.headers().contains_key("content-length"));
-        let id = response.headers()["x-request-id"]
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let id = request_id(&response);
         let access = node
             .wait_for_log(&["edge_node::access", &id], Duration::from_secs(5))
             .expect("the access log line");
