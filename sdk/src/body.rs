@@ -157,12 +157,12 @@ impl Body {
         }
     }
 
-    /// The bytes, for a body that is bytes in memory; the body itself otherwise.
+    /// The bytes, for a body that is bytes in memory.
     #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-    pub(crate) fn into_bytes_in_memory(self) -> std::result::Result<Vec<u8>, Self> {
-        match self.kind {
-            Kind::Bytes(bytes) => Ok(bytes),
-            kind => Err(Self { kind }),
+    pub(crate) fn bytes_in_memory(&self) -> Option<&[u8]> {
+        match &self.kind {
+            Kind::Bytes(bytes) => Some(bytes),
+            _ => None,
         }
     }
 

@@ -223,7 +223,6 @@ macro_rules! export {
 
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::Source;
     pub use crate::log::{Level, emit as log};
     pub use crate::wasi::serve;
     pub use wasip2;

@@ -107,10 +107,9 @@ fn respond(response_out: ResponseOutparam, response: Response) {
     let Ok(mut stream) = outgoing_body.write() else {
         unreachable!("a new body has its stream")
     };
-    let written = match body.into_bytes_in_memory() {
-        Ok(bytes) if bytes.len() <= WRITE_AND_FLUSH_MAX => write_small(&stream, &bytes),
-        Ok(bytes) => Body::from(bytes).write_to(&mut stream),
-        Err(body) => body.write_to(&mut stream),
+    let written = match body.bytes_in_memory() {
+        Some(bytes) if bytes.len() <= WRITE_AND_FLUSH_MAX => write_small(&stream, bytes),
+        _ => body.write_to(&mut stream),
     };
     drop(stream);
     match written {
